@@ -1,0 +1,185 @@
+"""Settings from the environment and `.env`, with the original tool's variable names.
+
+`load_settings()` turns every validation problem into one line naming the variable, so
+start-up can print them and stop without a traceback and without echoing a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(Exception):
+    """Start-up configuration is unusable; `problems` holds one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _split_list(value: Any) -> Any:
+    # Comma- or space-separated in .env files; JSON lists would surprise operators.
+    if isinstance(value, str):
+        return [item for item in value.replace(",", " ").split() if item]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Telegram (absent token = headless mode)
+    telegram_token: SecretStr | None = None
+    telegram_chat_id: int | None = None
+    telegram_allowed_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    telegram_api_base_url: str = TELEGRAM_DEFAULT_BASE_URL
+
+    # LNDg
+    lndg_base_url: str = "http://localhost:8889"
+    lndg_user: str = "lndg-admin"
+    lndg_pass: SecretStr | None = None
+    lndg_verify_tls: bool = True
+    lndg_ca_file: Path | None = None
+    lndg_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    # Engine
+    dry_run: bool = False
+    sleep_seconds: int = Field(default=300, ge=5, le=86_400)
+    max_workers: int = Field(default=4, ge=1, le=64)
+    regolancer_bin: str = "regolancer"
+    regolancer_template: Path = Path("config.template.json")
+    regolancer_echo_output: bool = False
+    run_timeout_seconds: int = Field(default=1800, ge=10, le=86_400)
+    failure_cooldown_seconds: int = Field(default=1800, ge=0, le=7 * 86_400)
+    exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Files
+    data_dir: Path = Path("data")
+    stat_file: Path | None = None
+    worker_log_max_bytes: int = Field(default=1_000_000, ge=10_000)
+
+    # Chat and report
+    notify_min_sats: int = Field(default=0, ge=0)
+    report_time: dt.time = dt.time(0, 5)
+    timezone: str = "UTC"
+    log_level: str = "INFO"
+
+    @field_validator("telegram_allowed_user_ids", "exclude_channels", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("lndg_base_url", "telegram_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8889")
+        # PTB appends the token straight to its base URL, so only LNDg's is normalised.
+        return value.rstrip("/") if info.field_name == "lndg_base_url" else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use a name like Europe/Berlin") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @model_validator(mode="after")
+    def _telegram_pairing(self) -> Settings:
+        if self.telegram_token is not None and not self.telegram_token.get_secret_value():
+            self.telegram_token = None
+        if self.telegram_token is not None and self.telegram_chat_id is None:
+            raise ValueError(
+                "TELEGRAM_CHAT_ID is required when TELEGRAM_TOKEN is set "
+                "(the id of the one chat allowed to steer the daemon)"
+            )
+        return self
+
+    # Derived values: paths are relative to DATA_DIR unless given absolutely.
+    @property
+    def stat_path(self) -> Path:
+        return self.stat_file if self.stat_file is not None else self.data_dir / "stat.csv"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "state.sqlite3"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def headless(self) -> bool:
+        return self.telegram_token is None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = [str(part) for part in error.get("loc", ()) if not isinstance(part, int)]
+    name = location[0].upper() if location else "settings"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return f"{name}: {message}"
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Read the settings; raise SettingsError with one readable line per problem."""
+    if env_file is not None and not os.path.exists(env_file):
+        env_file = None
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        # Built from loc and msg only: input values (maybe a secret) never appear.
+        problems = [_describe(dict(err)) for err in exc.errors(include_input=False)]
+        raise SettingsError(problems) from None
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """Every setting as the operator may see it: secrets replaced, paths as strings."""
+    shown: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = "****** (set)" if value.get_secret_value() else "(empty)"
+        elif value is None:
+            text = "(not set)"
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value) or "(none)"
+        else:
+            text = str(value)
+        shown[name.upper()] = text
+    return shown
