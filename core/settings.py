@@ -35,9 +35,9 @@ class SettingsError(Exception):
 
 
 def _split_list(value: Any) -> Any:
-    # Comma- or space-separated in .env files; JSON lists would surprise operators.
+    # Comma-separated in .env files (aliases may hold spaces); JSON would surprise operators.
     if isinstance(value, str):
-        return [item for item in value.replace(",", " ").split() if item]
+        return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
     return value
 
 
