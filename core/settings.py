@@ -50,6 +50,8 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        # "LNDG_PASS=" in a .env means "not set", as operators expect.
+        env_ignore_empty=True,
     )
 
     # Telegram (absent token = headless mode)

@@ -257,15 +257,19 @@ class StateStore:
         position: tuple[int, int],
         *,
         notify: bool,
+        read_from: tuple[int, int] | None = None,
     ) -> list[Rebalance]:
         """Ledger rows for new stat lines, their outbox messages and the new CSV position.
 
         One transaction: after a crash either all of it happened or none, so every line
-        becomes exactly one ledger row and one message.
+        becomes exactly one ledger row and one message. `read_from` is the position the
+        lines were read from; if another process moved it meanwhile, nothing is recorded.
         """
         now = time.time()
         added: list[Rebalance] = []
         with self._transaction() as db:
+            if self.stat_position() != read_from:
+                return added
             for line, from_alias, to_alias in entries:
                 cursor = db.execute(
                     "INSERT INTO ledger (ts, from_channel, to_channel, amount_msat, fees_msat, "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, load_settings, masked
+from core.settings import Settings, SettingsError, load_settings, masked
 
 
 def test_defaults_are_headless_and_relative_to_data_dir() -> None:
@@ -97,3 +97,17 @@ def test_masked_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert shown["TELEGRAM_TOKEN"] == "****** (set)"
     assert "hunter2" not in repr(shown) and "1:tok" not in repr(shown)
     assert shown["MAX_WORKERS"] == "4"
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    example = Path(__file__).parent.parent / ".env.example"
+    listed: dict[str, str] = {}
+    for line in example.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            listed[key] = value
+    assert set(listed) == {name.upper() for name in Settings.model_fields}
+    # the file's values, read as settings, are the defaults
+    from_file = load_settings(example)
+    defaults = load_settings(None)
+    assert from_file.model_dump() == defaults.model_dump()

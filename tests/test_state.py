@@ -60,7 +60,9 @@ def test_ledger_rows_outbox_and_position_in_one_transaction(tmp_path: Path) -> N
         assert [(m.kind, m.payload) for m in pending] == [("rebalance", {"ledger_id": added[0].id})]
         store.mark_sent([pending[0].id])
         assert store.pending_messages() == []
-        store.record_stat_lines([(line, "A", "B")], (42, 160), notify=False)
+        # another reader already moved on from (0, 0): nothing is recorded twice
+        assert store.record_stat_lines([(line, "A", "B")], (42, 160), notify=False) == []
+        store.record_stat_lines([(line, "A", "B")], (42, 160), notify=False, read_from=(42, 100))
         assert store.pending_messages() == []
     with StateStore(path) as store:
         totals = store.totals()

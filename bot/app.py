@@ -1,0 +1,169 @@
+"""The Telegram face: a PTB Application embedding the engine, scheduled on its JobQueue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot import render
+from bot.auth import make_guard
+from bot.handlers import Commands
+from bot.outbox import OutboxSender, text_message
+from core.daemon import LEDGER_POLL_SECONDS, describe_mode, open_engine, stop_engine
+from core.engine import Engine
+from core.events import AlertCleared, AlertRaised, Event
+from core.settings import Settings
+
+log = logging.getLogger("bot.app")
+
+OUTBOX_FLUSH_SECONDS = 1.0
+# The shutdown message gets this long to leave before the process exits.
+FAREWELL_SECONDS = 2.0
+
+App = Application[Any, Any, Any, Any, Any, Any]
+
+
+def file_url(base_url: str) -> str:
+    """PTB's file URL for a Bot API base URL (`.../bot` -> `.../file/bot`)."""
+    head, _, _ = base_url.rpartition("/bot")
+    return f"{head}/file/bot" if head else base_url
+
+
+def build_application(settings: Settings) -> App:
+    assert settings.telegram_token is not None
+    return (
+        ApplicationBuilder()
+        .token(settings.telegram_token.get_secret_value())
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(file_url(settings.telegram_api_base_url))
+        .rate_limiter(AIORateLimiter(max_retries=0))
+        .build()
+    )
+
+
+def alerts_to_outbox(engine: Engine) -> Any:
+    """Listener: alerts and recoveries become outbox messages (rebalances already are)."""
+
+    def listener(event: Event) -> None:
+        if isinstance(event, AlertRaised):
+            engine.store.enqueue("text", text_message(render.alert(event.message)))
+        elif isinstance(event, AlertCleared):
+            engine.store.enqueue("text", text_message(render.recovered(event.message)))
+
+    return listener
+
+
+async def _initialize(app: App, stopping: asyncio.Event) -> bool:
+    """Connect to the Bot API, retrying while it is unreachable; False if told to stop."""
+    delay = 2.0
+    while not stopping.is_set():
+        try:
+            await app.initialize()
+            return True
+        except InvalidToken:
+            raise
+        except (NetworkError, TelegramError) as exc:
+            log.warning("Telegram Bot API unreachable (%s); retrying in %.0fs", exc, delay)
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, 60.0)
+    return False
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run the daemon with the chat until SIGTERM or SIGINT."""
+    assert settings.telegram_chat_id is not None
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    async with open_engine(settings, notify=True) as engine:
+        engine.events.subscribe(alerts_to_outbox(engine))
+        app = build_application(settings)
+        try:
+            if not await _initialize(app, stopping):
+                return 0
+        except InvalidToken:
+            log.error("TELEGRAM_TOKEN was rejected by Telegram; get a valid one from @BotFather")
+            return 2
+        sender = OutboxSender(app.bot, engine.store, settings.telegram_chat_id, settings.notify_min_sats)
+        commands = Commands(engine)
+        app.add_handler(
+            TypeHandler(Update, make_guard(settings.telegram_chat_id, settings.telegram_allowed_user_ids)),
+            group=-1,
+        )
+        commands.register(app)
+        _schedule(app, engine, sender, settings, commands)
+        try:
+            await app.bot.set_my_commands([BotCommand(c, d) for c, d in render.COMMANDS])
+        except TelegramError as exc:
+            log.warning("could not set the chat's command menu: %s", exc)
+        mode = describe_mode(engine)
+        engine.store.enqueue(
+            "text", text_message(render.started(mode, settings.sleep_seconds, settings.max_workers))
+        )
+        log.info(
+            "regolancer-orchestrator started with Telegram (%s), cycle every %ds, %d workers",
+            mode,
+            settings.sleep_seconds,
+            settings.max_workers,
+        )
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(
+            allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, timeout=10
+        )
+        await stopping.wait()
+
+        log.info("stopping: no new runs, stopping running regolancer processes")
+        # Stop the engine first: PTB waits for running jobs, and a cycle job waits for
+        # its regolancer runs.
+        await stop_engine(engine)
+        engine.store.enqueue("text", text_message(render.stopping(describe_mode(engine))))
+        try:
+            await asyncio.wait_for(sender.flush(), FAREWELL_SECONDS)
+        except TimeoutError:
+            log.warning("shutdown message not delivered in time; it stays in the outbox")
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
+    log.info("stopped")
+    return 0
+
+
+def _schedule(
+    app: App, engine: Engine, sender: OutboxSender, settings: Settings, commands: Commands
+) -> None:
+    jobs = app.job_queue
+    assert jobs is not None
+
+    async def cycle(context: ContextTypes.DEFAULT_TYPE) -> None:
+        await engine.cycle()
+
+    async def ledger(context: ContextTypes.DEFAULT_TYPE) -> None:
+        engine.poll_ledger()
+
+    async def outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
+        await sender.flush()
+
+    # max_instances=1 + coalesce: a slow cycle delays the next one instead of stacking up.
+    once = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    cycle_job = jobs.run_repeating(
+        cycle, interval=settings.sleep_seconds, first=1.0, name="cycle", job_kwargs=once
+    )
+    jobs.run_repeating(ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once)
+    jobs.run_repeating(outbox, interval=OUTBOX_FLUSH_SECONDS, first=0.5, name="outbox", job_kwargs=once)
+
+    def next_cycle() -> float | None:
+        when = cycle_job.next_t
+        return when.timestamp() if when is not None else None
+
+    commands.next_cycle = next_cycle

@@ -1,0 +1,64 @@
+"""Parsing chat command arguments: pure functions raising ArgumentError with a hint."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^(\d{1,5})\s*(s|sec|m|min|h|hr|d|day|days)?$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+MAX_PAUSE_SECONDS = 30 * 86400
+MAX_HISTORY = 50
+
+
+class ArgumentError(ValueError):
+    """A bad command argument; `example` shows the operator a correct use."""
+
+    def __init__(self, problem: str, example: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.example = example
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `30m`, `2h`, `1d` (a bare number is minutes) into seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ArgumentError(f"{text!r} is not a duration", "/pause 2h")
+    number, unit = int(match.group(1)), (match.group(2) or "m").lower()
+    seconds = number * _UNIT_SECONDS[unit[0] if unit.startswith("d") else unit]
+    if not 0 < seconds <= MAX_PAUSE_SECONDS:
+        raise ArgumentError("a pause lasts from 1 second to 30 days", "/pause 30m")
+    return seconds
+
+
+def describe_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_on_off(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise ArgumentError(f"{text!r} is neither on nor off", "/dryrun on")
+
+
+def parse_count(args: list[str], default: int = 10) -> int:
+    if not args:
+        return default
+    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_HISTORY:
+        raise ArgumentError(f"give a number from 1 to {MAX_HISTORY}", "/history 20")
+    return int(args[0])
+
+
+def parse_channel(args: list[str], command: str) -> str:
+    text = " ".join(args).strip()
+    if not text:
+        raise ArgumentError("name a channel by chan_id, short id or alias", f"/{command} 800000x1234x1")
+    if len(text) > 200:
+        raise ArgumentError("that is too long for a channel name", f"/{command} 800000x1234x1")
+    return text

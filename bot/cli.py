@@ -1,0 +1,131 @@
+"""The `regolancer-orchestrator` command: run, cycle, check, pairs (and `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from core.checks import run_checks
+from core.daemon import log_event, open_engine, run_headless
+from core.lndg import LndgClient, LndgError
+from core.pairing import build_pairs
+from core.regolancer_config import TemplateError
+from core.settings import Settings, SettingsError, load_settings
+from core.state import StateError, StateStore, ensure_data_dir
+
+log = logging.getLogger("bot.cli")
+
+
+def setup_logging(level: str) -> None:
+    """One line per event; journald adds its own timestamps, so leave them out there."""
+    under_journald = "JOURNAL_STREAM" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not under_journald:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token.
+    for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regolancer-orchestrator",
+        description="Keeps a Lightning node's channels balanced with regolancer.",
+    )
+    parser.add_argument(
+        "--env-file", default=".env", help="settings file read besides the environment"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the daemon (with the Telegram bot when TELEGRAM_TOKEN is set)")
+    cycle = sub.add_parser("cycle", help="run one cycle in the foreground and exit")
+    cycle.add_argument("--dry-run", action="store_true", help="plan and log, start nothing")
+    sub.add_parser("check", help="check settings, LNDg, the regolancer binary and the template")
+    pairs = sub.add_parser("pairs", help="print the pairs the rule gives now")
+    pairs.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except (TemplateError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "check":
+        return await _check(settings)
+    if args.command == "pairs":
+        return await _pairs(settings, as_json=args.json)
+    if args.command == "cycle":
+        return await _cycle(settings, dry_run=args.dry_run)
+    if settings.headless:
+        return await run_headless(settings)
+    from bot.app import run_bot  # imported here so headless use never loads telegram
+
+    return await run_bot(settings)
+
+
+async def _check(settings: Settings) -> int:
+    checks = await run_checks(settings)
+    for check in checks:
+        print(check.line())
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} passed, {failed} failed" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+async def _pairs(settings: Settings, *, as_json: bool) -> int:
+    try:
+        async with LndgClient.from_settings(settings) as lndg:
+            channels = (await lndg.fetch_channels()).channels
+    except LndgError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    ensure_data_dir(settings.data_dir)
+    with StateStore(settings.database_path) as store:
+        excluded = store.excluded_ids()
+    pairs = build_pairs(channels, excluded)
+    if as_json:
+        rows = [
+            {
+                "source": {"chan_id": p.source.chan_id, "alias": p.source.alias},
+                "target": {"chan_id": p.target.chan_id, "alias": p.target.alias},
+                "source_local_pct": p.source.local_pct,
+                "target_local_pct": p.target.local_pct,
+                "pfrom": p.pfrom,
+                "pto": p.pto,
+            }
+            for p in pairs
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for pair in pairs:
+        print(f"{pair.log_line()} pfrom={pair.pfrom} pto={pair.pto}")
+    print(f"{len(pairs)} pairs from {len(channels)} channels", file=sys.stderr)
+    return 0
+
+
+async def _cycle(settings: Settings, *, dry_run: bool) -> int:
+    async with open_engine(settings, notify=False) as engine:
+        engine.events.subscribe(log_event)
+        report = await engine.cycle(dry_run=dry_run or None, ignore_pause=True)
+    return 1 if report.skipped else 0

@@ -1,0 +1,285 @@
+"""Every text the operator reads in the chat, as pure functions of values.
+
+HTML parse mode; everything that comes from outside (aliases, errors) is escaped.
+Each function returns text that fits one Telegram message (4096 characters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from html import escape, unescape
+
+from core.engine import ActiveRun
+from core.models import Channel, Outcome, Pair, Rebalance
+from core.state import Exclusion, Totals
+
+MAX_MESSAGE = 4096
+PAIRS_PER_PAGE = 15
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("status", "mode, cycles, running pairs, today's totals"),
+    ("pairs", "the pairs the rule gives now"),
+    ("dryrun", "what the next cycle would run; /dryrun on|off switches"),
+    ("run", "start a cycle now"),
+    ("pause", "stop starting runs, e.g. /pause 2h"),
+    ("resume", "start runs again"),
+    ("exclude", "keep a channel out: chan_id, short id or alias"),
+    ("include", "take a channel back in"),
+    ("exclusions", "the excluded channels"),
+    ("history", "the last rebalances, e.g. /history 20"),
+    ("report", "today's totals"),
+    ("config", "the effective settings, secrets masked"),
+    ("help", "this list"),
+)
+
+
+def fit(text: str, limit: int = MAX_MESSAGE) -> str:
+    """Cut a text to Telegram's limit at a line break, saying that it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = "\n… (cut)"
+    cut = text[: limit - len(marker)]
+    if "\n" in cut:
+        cut = cut[: cut.rindex("\n")]
+    # never leave an unclosed tag: drop back to the last line that closed its tags
+    while cut.count("<b>") != cut.count("</b>") or cut.count("<code>") != cut.count("</code>"):
+        if "\n" not in cut:
+            cut = escape(_strip_tags(cut))[: limit - len(marker)]
+            break
+        cut = cut[: cut.rindex("\n")]
+    return cut + marker
+
+
+def _strip_tags(text: str) -> str:
+    for tag in ("<b>", "</b>", "<code>", "</code>", "<i>", "</i>"):
+        text = text.replace(tag, "")
+    return text
+
+
+def plain(text: str) -> str:
+    """The HTML message as plain text, for a resend without parse mode."""
+    return unescape(_strip_tags(text))
+
+
+def sats(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def fee(amount: float) -> str:
+    return f"{amount:,.3f}".rstrip("0").rstrip(".")
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 90 * 60:
+        return f"{seconds // 60}m"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def clock(ts: float, zone: dt.tzinfo) -> str:
+    return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M")
+
+
+def name(alias: str, chan_id: str) -> str:
+    return escape(alias) if alias else f"<code>{chan_id}</code>"
+
+
+# --- the feed ---------------------------------------------------------------------------
+
+
+def rebalance_line(rebalance: Rebalance) -> str:
+    line = rebalance.line
+    return (
+        f"{sats(line.amount_sat)} sat {name(rebalance.from_alias, line.from_channel)} → "
+        f"{name(rebalance.to_alias, line.to_channel)}, fee {fee(line.fee_sat)} sat "
+        f"({line.ppm} ppm)"
+    )
+
+
+def rebalances(rows: Sequence[Rebalance]) -> str:
+    """One message for one or many new ledger rows."""
+    if len(rows) == 1:
+        return f"✅ Rebalanced {rebalance_line(rows[0])}"
+    total = sum(r.line.amount_sat for r in rows)
+    fees = sum(r.line.fee_sat for r in rows)
+    head = f"✅ <b>{len(rows)} rebalances</b>, {sats(total)} sat, fee {fee(fees)} sat"
+    return fit("\n".join([head, *(f"• {rebalance_line(r)}" for r in rows)]))
+
+
+def alert(message: str) -> str:
+    return fit(f"⚠️ {escape(message)}")
+
+
+def recovered(message: str) -> str:
+    return fit(f"✅ {escape(message)}")
+
+
+def started(mode: str, sleep_seconds: int, workers: int) -> str:
+    return (
+        f"🚀 regolancer-orchestrator started: <b>{escape(mode)}</b>\n"
+        f"cycle every {ago(sleep_seconds)}, {workers} workers. /help for commands"
+    )
+
+
+def stopping(mode: str) -> str:
+    return f"🛑 regolancer-orchestrator stopping ({escape(mode)})"
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def help_text(dry_run_locked: bool) -> str:
+    lines = ["<b>regolancer-orchestrator</b>", ""]
+    lines += [f"/{command} — {escape(text)}" for command, text in COMMANDS]
+    if dry_run_locked:
+        lines += ["", "DRY_RUN=true is set in the environment: dry run cannot be switched off here."]
+    return "\n".join(lines)
+
+
+def status(
+    *,
+    mode: str,
+    now: float,
+    zone: dt.tzinfo,
+    last_cycle: tuple[float, float] | None,
+    next_cycle: float | None,
+    cycle_running: bool,
+    active: Sequence[ActiveRun],
+    today: Totals,
+    outcomes: Mapping[Outcome, int],
+    lndg_ok: bool | None,
+    lndg_error: str,
+) -> str:
+    lines = [f"<b>Mode</b>: {escape(mode)}"]
+    if last_cycle:
+        start, end = last_cycle
+        lines.append(f"<b>Last cycle</b>: {clock(start, zone)} ({ago(now - end)} ago, {ago(end - start)})")
+    else:
+        lines.append("<b>Last cycle</b>: none yet")
+    if cycle_running:
+        lines.append("<b>Cycle</b>: running now")
+    if next_cycle is not None:
+        lines.append(f"<b>Next cycle</b>: {clock(next_cycle, zone)} (in {ago(next_cycle - now)})")
+    if lndg_ok is None:
+        lines.append("<b>LNDg</b>: not asked yet")
+    else:
+        lines.append("<b>LNDg</b>: ok" if lndg_ok else f"<b>LNDg</b>: ⚠️ {escape(lndg_error)}")
+    lines.append(f"<b>Running</b>: {len(active)}")
+    for run in active:
+        lines.append(f"• w{run.worker} {escape(run.pair.log_line())} ({ago(now - run.started_at)})")
+    lines.append(
+        f"<b>Today</b>: {today.count} rebalances, {sats(today.amount_sat)} sat, "
+        f"fee {fee(today.fee_sat)} sat ({today.ppm} ppm)"
+    )
+    if outcomes:
+        counted = ", ".join(f"{o.describe} {n}" for o, n in sorted(outcomes.items(), key=lambda i: -i[1]))
+        lines.append(f"<b>Runs today</b>: {escape(counted)}")
+    return fit("\n".join(lines))
+
+
+def pair_line(pair: Pair) -> str:
+    return (
+        f"{escape(pair.source.label)} ({pair.source.local_pct}%) → "
+        f"{escape(pair.target.label)} ({pair.target.local_pct}%) "
+        f"<i>pfrom {pair.pfrom} pto {pair.pto}</i>"
+    )
+
+
+def pages(count: int, per_page: int = PAIRS_PER_PAGE) -> int:
+    return max(1, -(-count // per_page))
+
+
+def pairs_page(pairs: Sequence[Pair], page: int, channels: int, title: str = "Pairs") -> str:
+    """One page of the pair list; page numbers start at 0."""
+    if not pairs:
+        return f"<b>{escape(title)}</b>: none from {channels} channels — nothing to rebalance."
+    total_pages = pages(len(pairs))
+    page = min(max(page, 0), total_pages - 1)
+    shown = pairs[page * PAIRS_PER_PAGE : (page + 1) * PAIRS_PER_PAGE]
+    head = f"<b>{escape(title)}</b>: {len(pairs)} from {channels} channels"
+    if total_pages > 1:
+        head += f" (page {page + 1}/{total_pages})"
+    return fit("\n".join([head, *(f"• {pair_line(p)}" for p in shown)]))
+
+
+def dry_run_plan(planned: Sequence[Pair], all_pairs: int, channels: int) -> str:
+    if not planned:
+        return f"Next cycle would run nothing ({all_pairs} pairs from {channels} channels)."
+    head = (
+        f"<b>Next cycle would run {len(planned)}</b> "
+        f"(of {all_pairs} pairs from {channels} channels):"
+    )
+    return fit("\n".join([head, *(f"• {pair_line(p)}" for p in planned)]))
+
+
+def history(rows: Sequence[Rebalance], zone: dt.tzinfo) -> str:
+    if not rows:
+        return "No rebalances recorded yet."
+    lines = [f"<b>Last {len(rows)} rebalances</b>"]
+    lines += [f"{clock(r.line.timestamp, zone)} {rebalance_line(r)}" for r in rows]
+    return fit("\n".join(lines))
+
+
+def exclusions(rows: Sequence[Exclusion]) -> str:
+    if not rows:
+        return "No channel is excluded. /exclude &lt;chan_id|short id|alias&gt; adds one."
+    lines = [f"<b>{len(rows)} excluded channels</b>"]
+    lines += [
+        f"• {escape(e.label) or '?'} <code>{e.chan_id}</code> (by {escape(e.added_by)})"
+        for e in rows
+    ]
+    return fit("\n".join(lines))
+
+
+def excluded(channel: Channel, added: bool) -> str:
+    what = "now excluded" if added else "was already excluded"
+    return f"{escape(channel.label)} <code>{channel.chan_id}</code> {what}."
+
+
+def included(label: str, chan_id: str, removed: bool) -> str:
+    if not removed:
+        return f"<code>{chan_id}</code> was not excluded."
+    return f"{escape(label)} <code>{chan_id}</code> is included again."
+
+
+def config(shown: Mapping[str, str]) -> str:
+    lines = ["<b>Effective settings</b>"]
+    lines += [f"{key} = <code>{escape(value)}</code>" for key, value in shown.items()]
+    return fit("\n".join(lines))
+
+
+def today(totals: Totals, outcomes: Mapping[Outcome, int]) -> str:
+    attempts = sum(outcomes.values())
+    lines = [
+        "<b>Today</b> (this daemon)",
+        f"{totals.count} rebalances, {sats(totals.amount_sat)} sat, fee {fee(totals.fee_sat)} sat "
+        f"({totals.ppm} ppm)",
+        f"{attempts} runs"
+        + (": " + escape(", ".join(f"{o.describe} {n}" for o, n in outcomes.items())) if outcomes else ""),
+    ]
+    return "\n".join(lines)
+
+
+def bad_argument(problem: str, example: str) -> str:
+    return f"{escape(problem)}. Example: <code>{escape(example)}</code>"
+
+
+def confirm_question(action: str, argument: str) -> str:
+    questions = {
+        "dryrun:on": "Switch dry run <b>ON</b>? Cycles will plan and log but start nothing.",
+        "dryrun:off": "Switch dry run <b>OFF</b>? Cycles will start real rebalances.",
+        "resume": "Resume? Cycles will start runs again.",
+        "run": "Start a cycle now?",
+    }
+    if action == "pause":
+        return (
+            f"Pause for {escape(argument)}? Running rebalances finish, no new ones start."
+            if argument
+            else "Pause until /resume? Running rebalances finish, no new ones start."
+        )
+    return questions.get(action, escape(action))

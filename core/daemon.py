@@ -1,0 +1,145 @@
+"""Assembling the engine from settings, and the headless daemon that runs it on timers.
+
+The bot (bot/app.py) builds the same engine with `open_engine` and schedules it on PTB's
+JobQueue instead; headless mode schedules it here with APScheduler directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.engine import Engine
+from core.events import (
+    AlertCleared,
+    AlertRaised,
+    Event,
+    EventBus,
+    RebalancesRecorded,
+)
+from core.lndg import LndgClient
+from core.models import Channel
+from core.regolancer_config import load_template, template_warnings
+from core.runner import RegolancerRunner
+from core.settings import Settings
+from core.state import StateStore, ensure_data_dir
+
+log = logging.getLogger("core.daemon")
+
+LEDGER_POLL_SECONDS = 1.0
+# Leaves room inside a 10 s stop timeout (systemd, docker) for the rest of the shutdown.
+STOP_GRACE_SECONDS = 3.0
+
+
+@asynccontextmanager
+async def open_engine(settings: Settings, *, notify: bool) -> AsyncIterator[Engine]:
+    """The engine with its state store, LNDg client and regolancer runner, closed on exit."""
+    ensure_data_dir(settings.data_dir)
+    template = load_template(settings.regolancer_template)
+    for warning in template_warnings(template, settings.stat_path, settings.run_timeout_seconds):
+        log.warning("%s: %s", settings.regolancer_template, warning)
+    store = StateStore(settings.database_path)
+    try:
+        async with LndgClient.from_settings(settings) as lndg:
+
+            async def fetch() -> list[Channel]:
+                return (await lndg.fetch_channels()).channels
+
+            runner = RegolancerRunner(
+                binary=settings.regolancer_bin,
+                template=template,
+                stat_path=settings.stat_path,
+                work_dir=settings.data_dir,
+                log_dir=settings.data_dir / "logs",
+                timeout_seconds=settings.run_timeout_seconds,
+                log_max_bytes=settings.worker_log_max_bytes,
+                echo_output=settings.regolancer_echo_output,
+                stop_grace_seconds=(STOP_GRACE_SECONDS, 1.0),
+            )
+            engine = Engine(settings, store, fetch, runner, EventBus(), notify=notify)
+            yield engine
+    finally:
+        store.close()
+
+
+def log_event(event: Event) -> None:
+    """Headless mode: what the chat would show goes to the log instead."""
+    if isinstance(event, RebalancesRecorded):
+        for rebalance in event.rebalances:
+            line = rebalance.line
+            log.info(
+                "rebalanced %d sat %s -> %s, fee %.3f sat (%d ppm)",
+                line.amount_sat,
+                rebalance.from_alias or line.from_channel,
+                rebalance.to_alias or line.to_channel,
+                line.fee_sat,
+                line.ppm,
+            )
+    elif isinstance(event, AlertRaised | AlertCleared):
+        pass  # the engine already logged it at the right level
+
+
+async def stop_engine(engine: Engine) -> None:
+    """Stop running regolancer processes and let the current cycle wind down."""
+    await engine.stop()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS * 2
+    while engine.cycle_running and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    engine.poll_ledger()
+
+
+def describe_mode(engine: Engine) -> str:
+    mode = "DRY RUN" if engine.dry_run else "LIVE"
+    if engine.store.is_paused():
+        mode += ", PAUSED"
+    return mode
+
+
+async def run_headless(settings: Settings) -> int:
+    """Run the engine on timers until SIGTERM or SIGINT; events go to the log."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    async with open_engine(settings, notify=False) as engine:
+        engine.events.subscribe(log_event)
+        log.info(
+            "regolancer-orchestrator started headless (%s), cycle every %ds, %d workers",
+            describe_mode(engine),
+            settings.sleep_seconds,
+            settings.max_workers,
+        )
+        scheduler = AsyncIOScheduler(event_loop=loop)
+        # max_instances=1 + coalesce: a slow cycle delays the next instead of stacking them.
+        scheduler.add_job(
+            engine.cycle,
+            "interval",
+            seconds=settings.sleep_seconds,
+            next_run_time=dt.datetime.now(dt.UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            id="cycle",
+        )
+        scheduler.add_job(
+            _poll, "interval", args=(engine,), seconds=LEDGER_POLL_SECONDS, max_instances=1, id="ledger"
+        )
+        scheduler.start()
+        await stopping.wait()
+        log.info("stopping: no new runs, stopping running regolancer processes")
+        scheduler.shutdown(wait=False)
+        await stop_engine(engine)
+    log.info("stopped")
+    return 0
+
+
+async def _poll(engine: Engine) -> None:
+    engine.poll_ledger()
+
