@@ -94,10 +94,14 @@ async def run_bot(settings: Settings) -> int:
         except InvalidToken:
             log.error("TELEGRAM_TOKEN was rejected by Telegram; get a valid one from @BotFather")
             return 2
-        sender = OutboxSender(app.bot, engine.store, settings.telegram_chat_id, settings.notify_min_sats)
+        sender = OutboxSender(
+            app.bot, engine.store, settings.telegram_chat_id, settings.notify_min_sats
+        )
         commands = Commands(engine)
         app.add_handler(
-            TypeHandler(Update, make_guard(settings.telegram_chat_id, settings.telegram_allowed_user_ids)),
+            TypeHandler(
+                Update, make_guard(settings.telegram_chat_id, settings.telegram_allowed_user_ids)
+            ),
             group=-1,
         )
         commands.register(app)
@@ -146,7 +150,11 @@ def _schedule(
     assert jobs is not None
 
     async def cycle(context: ContextTypes.DEFAULT_TYPE) -> None:
-        await engine.cycle()
+        # Like the original: a cycle, then SLEEP_SECONDS, so cycles never overlap.
+        try:
+            await engine.cycle()
+        finally:
+            jobs.run_once(cycle, when=settings.sleep_seconds, name="cycle")
 
     async def ledger(context: ContextTypes.DEFAULT_TYPE) -> None:
         engine.poll_ledger()
@@ -154,16 +162,17 @@ def _schedule(
     async def outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
         await sender.flush()
 
-    # max_instances=1 + coalesce: a slow cycle delays the next one instead of stacking up.
-    once = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    cycle_job = jobs.run_repeating(
-        cycle, interval=settings.sleep_seconds, first=1.0, name="cycle", job_kwargs=once
+    once = {"max_instances": 1, "coalesce": True}
+    jobs.run_once(cycle, when=1.0, name="cycle")
+    jobs.run_repeating(
+        ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once
     )
-    jobs.run_repeating(ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once)
-    jobs.run_repeating(outbox, interval=OUTBOX_FLUSH_SECONDS, first=0.5, name="outbox", job_kwargs=once)
+    jobs.run_repeating(
+        outbox, interval=OUTBOX_FLUSH_SECONDS, first=0.5, name="outbox", job_kwargs=once
+    )
 
     def next_cycle() -> float | None:
-        when = cycle_job.next_t
-        return when.timestamp() if when is not None else None
+        pending = [job.next_t for job in jobs.get_jobs_by_name("cycle") if job.next_t is not None]
+        return min(pending).timestamp() if pending else None
 
     commands.next_cycle = next_cycle

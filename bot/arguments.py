@@ -58,7 +58,9 @@ def parse_count(args: list[str], default: int = 10) -> int:
 def parse_channel(args: list[str], command: str) -> str:
     text = " ".join(args).strip()
     if not text:
-        raise ArgumentError("name a channel by chan_id, short id or alias", f"/{command} 800000x1234x1")
+        raise ArgumentError(
+            "name a channel by chan_id, short id or alias", f"/{command} 800000x1234x1"
+        )
     if len(text) > 200:
         raise ArgumentError("that is too long for a channel name", f"/{command} 800000x1234x1")
     return text

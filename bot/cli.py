@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from core.checks import run_checks
 from core.daemon import log_event, open_engine, run_headless
+from core.health import check_health
 from core.lndg import LndgClient, LndgError
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check settings, LNDg, the regolancer binary and the template")
     pairs = sub.add_parser("pairs", help="print the pairs the rule gives now")
     pairs.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("health", help="exit 0 if a daemon on this DATA_DIR beat recently")
     return parser
 
 
@@ -61,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    if args.command == "health":
+        healthy, line = check_health(settings.database_path)
+        print(line)
+        return 0 if healthy else 1
     try:
         return asyncio.run(_dispatch(args, settings))
     except (TemplateError, StateError) as exc:

@@ -94,9 +94,16 @@ class Commands:
         """Switches confirm with a button before they change anything."""
         data = f"ok:{action}" + (f":{argument}" if argument else "")
         shown = describe_duration(int(argument)) if action == "pause" and argument else argument
-        question = render.confirm_question(action if action != "dryrun" else f"dryrun:{argument}", shown)
+        question = render.confirm_question(
+            action if action != "dryrun" else f"dryrun:{argument}", shown
+        )
         markup = InlineKeyboardMarkup(
-            [[InlineKeyboardButton("Confirm", callback_data=data), InlineKeyboardButton("Cancel", callback_data="no")]]
+            [
+                [
+                    InlineKeyboardButton("Confirm", callback_data=data),
+                    InlineKeyboardButton("Cancel", callback_data="no"),
+                ]
+            ]
         )
         await self.reply(update, question, markup)
 
@@ -109,7 +116,7 @@ class Commands:
         now = time.time()
         store = self.engine.store
         since = day_start(now, self.zone)
-        last = store.get("last_cycle")
+        last = store.get_value("last_cycle")
         last_cycle = tuple(float(x) for x in last.split(":")) if last else None
         text = render.status(
             mode=self.mode(),
@@ -156,7 +163,8 @@ class Commands:
 
     async def page(self, update: Update, context: Context) -> None:
         query = update.callback_query
-        assert query is not None and query.data is not None
+        assert query is not None
+        assert query.data is not None
         await query.answer()
         page = int(query.data.split(":")[1])
         channels, pairs = self._pairs
@@ -262,7 +270,9 @@ class Commands:
         except ArgumentError as exc:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
-        await self.reply(update, render.history(self.engine.store.last_rebalances(count), self.zone))
+        await self.reply(
+            update, render.history(self.engine.store.last_rebalances(count), self.zone)
+        )
 
     async def config(self, update: Update, context: Context) -> None:
         await self.reply(update, render.config(masked(self.engine.settings)))
@@ -270,13 +280,16 @@ class Commands:
     async def report(self, update: Update, context: Context) -> None:
         since = day_start(time.time(), self.zone)
         store = self.engine.store
-        await self.reply(update, render.today(store.totals(since=since), store.outcome_counts(since=since)))
+        await self.reply(
+            update, render.today(store.totals(since=since), store.outcome_counts(since=since))
+        )
 
     # --- buttons ------------------------------------------------------------------------
 
     async def confirmed(self, update: Update, context: Context) -> None:
         query = update.callback_query
-        assert query is not None and query.data is not None
+        assert query is not None
+        assert query.data is not None
         await query.answer()
         _, action, *rest = query.data.split(":")
         argument = rest[0] if rest else ""
@@ -297,7 +310,9 @@ class Commands:
             if self.engine.cycle_running:
                 text = "A cycle is already running."
             else:
-                context.application.create_task(self.engine.cycle(ignore_pause=True), name="manual cycle")
+                context.application.create_task(
+                    self.engine.cycle(ignore_pause=True), name="manual cycle"
+                )
                 text = "Cycle started; rebalances will appear here as they land."
         else:
             text = "Unknown action."
@@ -309,4 +324,3 @@ class Commands:
         assert query is not None
         await query.answer()
         await query.edit_message_text("Cancelled; nothing changed.")
-

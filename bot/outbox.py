@@ -117,4 +117,3 @@ def _batches(pending: Sequence[OutboxMessage]) -> Iterator[list[OutboxMessage]]:
             yield [message]
     if run:
         yield run
-

@@ -137,7 +137,10 @@ def help_text(dry_run_locked: bool) -> str:
     lines = ["<b>regolancer-orchestrator</b>", ""]
     lines += [f"/{command} — {escape(text)}" for command, text in COMMANDS]
     if dry_run_locked:
-        lines += ["", "DRY_RUN=true is set in the environment: dry run cannot be switched off here."]
+        lines += [
+            "",
+            "DRY_RUN=true is set in the environment: dry run cannot be switched off here.",
+        ]
     return "\n".join(lines)
 
 
@@ -158,7 +161,9 @@ def status(
     lines = [f"<b>Mode</b>: {escape(mode)}"]
     if last_cycle:
         start, end = last_cycle
-        lines.append(f"<b>Last cycle</b>: {clock(start, zone)} ({ago(now - end)} ago, {ago(end - start)})")
+        lines.append(
+            f"<b>Last cycle</b>: {clock(start, zone)} ({ago(now - end)} ago, {ago(end - start)})"
+        )
     else:
         lines.append("<b>Last cycle</b>: none yet")
     if cycle_running:
@@ -177,7 +182,9 @@ def status(
         f"fee {fee(today.fee_sat)} sat ({today.ppm} ppm)"
     )
     if outcomes:
-        counted = ", ".join(f"{o.describe} {n}" for o, n in sorted(outcomes.items(), key=lambda i: -i[1]))
+        counted = ", ".join(
+            f"{o.describe} {n}" for o, n in sorted(outcomes.items(), key=lambda i: -i[1])
+        )
         lines.append(f"<b>Runs today</b>: {escape(counted)}")
     return fit("\n".join(lines))
 
@@ -260,7 +267,11 @@ def today(totals: Totals, outcomes: Mapping[Outcome, int]) -> str:
         f"{totals.count} rebalances, {sats(totals.amount_sat)} sat, fee {fee(totals.fee_sat)} sat "
         f"({totals.ppm} ppm)",
         f"{attempts} runs"
-        + (": " + escape(", ".join(f"{o.describe} {n}" for o, n in outcomes.items())) if outcomes else ""),
+        + (
+            ": " + escape(", ".join(f"{o.describe} {n}" for o, n in outcomes.items()))
+            if outcomes
+            else ""
+        ),
     ]
     return "\n".join(lines)
 

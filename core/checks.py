@@ -68,12 +68,13 @@ async def check_lndg(settings: Settings) -> Check:
     try:
         async with LndgClient.from_settings(settings) as lndg:
             fetched = await lndg.fetch_channels()
+    # The client's messages already name the URL and the setting to fix.
     except LndgAuthError as exc:
-        return Check("LNDg", False, str(exc), "check LNDG_USER and LNDG_PASS")
+        return Check("LNDg", False, f"credentials rejected: {exc}")
     except LndgUnreachable as exc:
-        return Check("LNDg", False, str(exc), "check LNDG_BASE_URL and that LNDg is running")
+        return Check("LNDg", False, f"unreachable: {exc}")
     except LndgError as exc:
-        return Check("LNDg", False, str(exc), "check that LNDG_BASE_URL points at LNDg")
+        return Check("LNDg", False, f"not an LNDg API: {exc}")
     skipped = f", {len(fetched.skipped)} rows skipped" if fetched.skipped else ""
     return Check(
         "LNDg",

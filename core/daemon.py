@@ -7,23 +7,17 @@ JobQueue instead; headless mode schedules it here with APScheduler directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.engine import Engine
-from core.events import (
-    AlertCleared,
-    AlertRaised,
-    Event,
-    EventBus,
-    RebalancesRecorded,
-)
+from core.events import Event, EventBus, RebalancesRecorded
 from core.lndg import LndgClient
 from core.models import Channel
 from core.regolancer_config import load_template, template_warnings
@@ -82,16 +76,15 @@ def log_event(event: Event) -> None:
                 line.fee_sat,
                 line.ppm,
             )
-    elif isinstance(event, AlertRaised | AlertCleared):
-        pass  # the engine already logged it at the right level
 
 
 async def stop_engine(engine: Engine) -> None:
     """Stop running regolancer processes and let the current cycle wind down."""
     await engine.stop()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS * 2
-    while engine.cycle_running and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    # The cycle ends by itself once its runs are stopped; bounded in case one does not.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_GRACE_SECONDS * 2):
+            await engine.wait_idle()
     engine.poll_ledger()
 
 
@@ -117,19 +110,29 @@ async def run_headless(settings: Settings) -> int:
             settings.max_workers,
         )
         scheduler = AsyncIOScheduler(event_loop=loop)
-        # max_instances=1 + coalesce: a slow cycle delays the next instead of stacking them.
+
+        async def cycle_then_sleep() -> None:
+            # Like the original: a cycle, then SLEEP_SECONDS, so cycles never overlap.
+            try:
+                await engine.cycle()
+            finally:
+                if scheduler.running and not stopping.is_set():
+                    scheduler.add_job(
+                        cycle_then_sleep,
+                        "date",
+                        run_date=_in(settings.sleep_seconds),
+                        id="cycle",
+                        replace_existing=True,
+                    )
+
+        scheduler.add_job(cycle_then_sleep, "date", run_date=_in(0), id="cycle")
         scheduler.add_job(
-            engine.cycle,
+            _poll,
             "interval",
-            seconds=settings.sleep_seconds,
-            next_run_time=dt.datetime.now(dt.UTC),
+            args=(engine,),
+            seconds=LEDGER_POLL_SECONDS,
             max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            id="cycle",
-        )
-        scheduler.add_job(
-            _poll, "interval", args=(engine,), seconds=LEDGER_POLL_SECONDS, max_instances=1, id="ledger"
+            id="ledger",
         )
         scheduler.start()
         await stopping.wait()
@@ -140,6 +143,9 @@ async def run_headless(settings: Settings) -> int:
     return 0
 
 
+def _in(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+
+
 async def _poll(engine: Engine) -> None:
     engine.poll_ledger()
-

@@ -32,6 +32,7 @@ log = logging.getLogger("core.engine")
 
 FetchChannels = Callable[[], Awaitable[list[Channel]]]
 
+HEARTBEAT_SECONDS = 10.0
 # Outcomes that say something is wrong with the node or the setup, not with one route.
 _SETUP_FAILURES = (Outcome.LND_ERROR, Outcome.BINARY_MISSING)
 
@@ -91,6 +92,7 @@ class Engine:
         self._aliases: dict[str, str] = {}
         self._alerts: set[str] = set()
         self._stopping = False
+        self._last_beat = 0.0
 
     # --- switches -----------------------------------------------------------------------
 
@@ -170,7 +172,9 @@ class Engine:
 
     # --- cycles -------------------------------------------------------------------------
 
-    async def cycle(self, *, dry_run: bool | None = None, ignore_pause: bool = False) -> CycleFinished:
+    async def cycle(
+        self, *, dry_run: bool | None = None, ignore_pause: bool = False
+    ) -> CycleFinished:
         """One cycle: read channels, plan, run. Never two at once: a second call waits."""
         async with self._cycle_lock:
             return await self._cycle(self.dry_run if dry_run is None else dry_run, ignore_pause)
@@ -212,9 +216,16 @@ class Engine:
         self.status.last_cycle_finished = finished
         self.status.last_cycle_pairs = len(pairs)
         self.status.last_cycle_runs = len(results)
-        self.store.set("last_cycle", f"{started}:{finished}")
+        self.store.put_value("last_cycle", f"{started}:{finished}")
         event = CycleFinished(
-            started, finished, channels, len(pairs), tuple(planned), tuple(results), dry_run, skipped
+            started,
+            finished,
+            channels,
+            len(pairs),
+            tuple(planned),
+            tuple(results),
+            dry_run,
+            skipped,
         )
         log.info(
             "cycle finish: %d runs in %.1fs%s",
@@ -275,6 +286,7 @@ class Engine:
 
     async def _run(self, active: ActiveRun) -> RunResult:
         self.status.active[active.worker] = active
+        log.info("worker %d: started %s", active.worker, active.pair.log_line())
         self.events.emit(RunStarted(active.pair, active.worker))
         try:
             result = await self.runner.run(active.pair, active.worker)
@@ -324,10 +336,16 @@ class Engine:
             if batch.reset_reason:
                 log.warning("stat CSV %s: %s; reading it from the start", path, batch.reset_reason)
             for raw, reason in batch.malformed:
-                log.warning("stat CSV %s: skipped a malformed line (%s): %r", path, reason, raw[:200])
+                log.warning(
+                    "stat CSV %s: skipped a malformed line (%s): %r", path, reason, raw[:200]
+                )
             if batch.end != position:
                 entries = [
-                    (line, self._aliases.get(line.from_channel, ""), self._aliases.get(line.to_channel, ""))
+                    (
+                        line,
+                        self._aliases.get(line.from_channel, ""),
+                        self._aliases.get(line.to_channel, ""),
+                    )
                     for line, _ in batch.entries
                 ]
                 added += self.store.record_stat_lines(
@@ -340,8 +358,15 @@ class Engine:
                 break
         if added:
             self.events.emit(RebalancesRecorded(tuple(added)))
-        self.store.set("heartbeat", repr(self.clock()))
+        self._beat()
         return added
+
+    def _beat(self) -> None:
+        # `health` (Docker HEALTHCHECK) reads this; a write every few seconds is plenty.
+        now = self.clock()
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            self.store.put_value("heartbeat", repr(now))
 
     # --- alerts -------------------------------------------------------------------------
 
@@ -356,6 +381,11 @@ class Engine:
             self._alerts.discard(key)
             log.info("recovered: %s", message)
             self.events.emit(AlertCleared(key, message))
+
+    async def wait_idle(self) -> None:
+        """Wait until no cycle runs."""
+        async with self._cycle_lock:
+            return
 
     async def stop(self) -> None:
         """Start no new cycle or run; stop every running regolancer (whole process groups)."""

@@ -70,12 +70,12 @@ class Settings(BaseSettings):
 
     # Engine
     dry_run: bool = False
-    sleep_seconds: int = Field(default=300, ge=5, le=86_400)
+    sleep_seconds: int = Field(default=300, ge=1, le=86_400)
     max_workers: int = Field(default=4, ge=1, le=64)
     regolancer_bin: str = "regolancer"
     regolancer_template: Path = Path("config.template.json")
     regolancer_echo_output: bool = False
-    run_timeout_seconds: int = Field(default=1800, ge=10, le=86_400)
+    run_timeout_seconds: int = Field(default=1800, ge=1, le=86_400)
     failure_cooldown_seconds: int = Field(default=1800, ge=0, le=7 * 86_400)
     exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -110,7 +110,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use a name like Europe/Berlin") from None
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name like Europe/Berlin"
+            ) from None
         return value
 
     @field_validator("log_level")
@@ -163,7 +165,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     if env_file is not None and not os.path.exists(env_file):
         env_file = None
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         # Built from loc and msg only: input values (maybe a secret) never appear.
         problems = [_describe(dict(err)) for err in exc.errors(include_input=False)]

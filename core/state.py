@@ -166,11 +166,11 @@ class StateStore:
 
     # --- switches and small values -------------------------------------------------------
 
-    def get(self, key: str, default: str | None = None) -> str | None:
+    def get_value(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return default if row is None else str(row[0])
 
-    def set(self, key: str, value: str | None) -> None:
+    def put_value(self, key: str, value: str | None) -> None:
         with self._transaction() as db:
             self._put(db, key, value)
 
@@ -187,15 +187,15 @@ class StateStore:
 
     @property
     def dry_run(self) -> bool:
-        return self.get("dry_run") == "1"
+        return self.get_value("dry_run") == "1"
 
     @dry_run.setter
     def dry_run(self, on: bool) -> None:
-        self.set("dry_run", "1" if on else "0")
+        self.put_value("dry_run", "1" if on else "0")
 
     def paused_until(self) -> float | None:
         """None when running; a Unix time, or infinity for 'until /resume'."""
-        value = self.get("paused_until")
+        value = self.get_value("paused_until")
         return None if value is None else float(value)
 
     def is_paused(self, now: float | None = None) -> bool:
@@ -203,10 +203,10 @@ class StateStore:
         return until is not None and until > (time.time() if now is None else now)
 
     def pause(self, until: float = float("inf")) -> None:
-        self.set("paused_until", repr(until))
+        self.put_value("paused_until", repr(until))
 
     def resume(self) -> None:
-        self.set("paused_until", None)
+        self.put_value("paused_until", None)
 
     # --- exclusions ----------------------------------------------------------------------
 
@@ -236,16 +236,16 @@ class StateStore:
 
     def seeded_tokens(self) -> set[str]:
         """EXCLUDE_CHANNELS entries already applied once (so /include is not undone)."""
-        return set(json.loads(self.get("exclude_seeded", "[]") or "[]"))
+        return set(json.loads(self.get_value("exclude_seeded", "[]") or "[]"))
 
     def mark_seeded(self, tokens: Iterable[str]) -> None:
-        self.set("exclude_seeded", json.dumps(sorted(self.seeded_tokens() | set(tokens))))
+        self.put_value("exclude_seeded", json.dumps(sorted(self.seeded_tokens() | set(tokens))))
 
     # --- the stat CSV and the ledger -----------------------------------------------------
 
     def stat_position(self) -> tuple[int, int] | None:
         """(inode, offset) up to which the stat CSV was read, None before the first read."""
-        value = self.get("stat_position")
+        value = self.get_value("stat_position")
         if value is None:
             return None
         inode, offset = json.loads(value)
@@ -399,7 +399,9 @@ class StateStore:
     # --- reports -------------------------------------------------------------------------
 
     def report_sent(self, day: str) -> bool:
-        return self._db.execute("SELECT 1 FROM reports WHERE day = ?", (day,)).fetchone() is not None
+        return (
+            self._db.execute("SELECT 1 FROM reports WHERE day = ?", (day,)).fetchone() is not None
+        )
 
     def mark_report_sent(self, day: str) -> None:
         with self._transaction() as db:
@@ -411,5 +413,8 @@ class StateStore:
 def _rebalance(row: tuple[Any, ...]) -> Rebalance:
     ledger_id, ts, source, target, amount, fees, from_alias, to_alias = row
     return Rebalance(
-        int(ledger_id), StatLine(int(ts), source, target, int(amount), int(fees)), from_alias, to_alias
+        int(ledger_id),
+        StatLine(int(ts), source, target, int(amount), int(fees)),
+        from_alias,
+        to_alias,
     )

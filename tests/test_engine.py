@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from core.engine import Engine
-from core.events import AlertCleared, AlertRaised, CycleFinished, Event, EventBus, RebalancesRecorded
+from core.events import (
+    AlertCleared,
+    AlertRaised,
+    CycleFinished,
+    Event,
+    EventBus,
+    RebalancesRecorded,
+)
 from core.models import Channel, Outcome, Pair, RunResult
 from core.settings import Settings, load_settings
 from core.state import StateStore
@@ -141,7 +148,8 @@ async def test_paused_cycle_is_skipped(tmp_path: Path) -> None:
     engine.store.pause()
     report = await engine.cycle()
     assert report.skipped == "paused"
-    assert node.calls == 0 and runner.started == []
+    assert node.calls == 0
+    assert runner.started == []
 
 
 async def test_lndg_outage_alerts_once_and_recovers(tmp_path: Path) -> None:
@@ -167,7 +175,8 @@ async def test_setup_failures_alert_and_recover(tmp_path: Path) -> None:
     raised = [e for e in events if isinstance(e, AlertRaised)]
     cleared = [e for e in events if isinstance(e, AlertCleared)]
     # the failing run raised the alert; the next successful one (3 -> 12) cleared it
-    assert [e.key for e in raised] == ["regolancer"] and [e.key for e in cleared] == ["regolancer"]
+    assert [e.key for e in raised] == ["regolancer"]
+    assert [e.key for e in cleared] == ["regolancer"]
 
 
 async def test_exclusions_seeded_from_environment_once(tmp_path: Path) -> None:
@@ -177,7 +186,8 @@ async def test_exclusions_seeded_from_environment_once(tmp_path: Path) -> None:
     )
     await engine.cycle()
     assert engine.store.excluded_ids() == {"3", "11"}
-    assert ("3", "12") not in runner.started and all(t != "11" for _, t in runner.started)
+    assert ("3", "12") not in runner.started
+    assert all(t != "11" for _, t in runner.started)
     engine.store.include("3")
     await engine.cycle()
     assert engine.store.excluded_ids() == {"11"}  # /include sticks; seeding is once
@@ -202,7 +212,9 @@ async def test_poll_ledger_records_each_line_once_with_aliases(tmp_path: Path) -
     engine, events = make_engine(tmp_path, Node(star_node()), runner)
     await engine.channels()  # learn aliases
     stat = engine.settings.stat_path
-    stat.write_text("timestamp,from_channel,to_channel,amount_msat,fees_msat\n1764021421,3,11,50000000,12500\n")
+    stat.write_text(
+        "timestamp,from_channel,to_channel,amount_msat,fees_msat\n1764021421,3,11,50000000,12500\n"
+    )
     assert [r.from_alias for r in engine.poll_ledger()] == ["peer3"]
     assert engine.poll_ledger() == []
     with stat.open("a") as f:

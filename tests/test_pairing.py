@@ -91,7 +91,11 @@ def test_target_boundaries(
     local: int, pending: int, in_target: int, expected_pct: int, expected: bool
 ) -> None:
     c = channel(
-        1, local_balance=local, pending_outbound=pending, ar_in_target=in_target, auto_rebalance=True
+        1,
+        local_balance=local,
+        pending_outbound=pending,
+        ar_in_target=in_target,
+        auto_rebalance=True,
     )
     assert c.local_pct == expected_pct
     assert is_target(c) is expected
@@ -170,7 +174,9 @@ def test_resolve_channel_by_id_short_id_and_alias() -> None:
     assert resolve_channel("879609302301671425", chans) is a
     assert resolve_channel("800000x1234x1", chans) is a
     assert resolve_channel("sourcea", chans) is a
-    with pytest.raises(ChannelLookupError, match=r"matches 2 channels: 879609302301671426 .*use an id"):
+    with pytest.raises(
+        ChannelLookupError, match=r"matches 2 channels: 879609302301671426 .*use an id"
+    ):
         resolve_channel("Twin", chans)
     with pytest.raises(ChannelLookupError, match="no open channel with alias 'Nobody'"):
         resolve_channel("Nobody", chans)

@@ -15,7 +15,8 @@ from core.state import SCHEMA_VERSION, StateError, StateStore, ensure_data_dir
 def test_switches_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     with StateStore(path) as store:
-        assert not store.dry_run and not store.is_paused()
+        assert not store.dry_run
+        assert not store.is_paused()
         store.dry_run = True
         store.pause(until=2_000_000_000.0)
     with StateStore(path) as store:
@@ -43,7 +44,8 @@ def test_exclusions(tmp_path: Path) -> None:
             ("1", "Alice", "chat"),
             ("2", "Bob", "env"),
         ]
-        assert store.include("1") and not store.include("1")
+        assert store.include("1")
+        assert not store.include("1")
         store.mark_seeded(["Bob"])
         store.mark_seeded(["x"])
         assert store.seeded_tokens() == {"Bob", "x"}
@@ -109,7 +111,7 @@ def test_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(StateError, match="newer than this version.*upgrade"):
+    with pytest.raises(StateError, match=r"newer than this version.*upgrade"):
         StateStore(path)
 
 
@@ -129,5 +131,5 @@ def test_data_dir_created_private(tmp_path: Path) -> None:
 def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StateError, match="DATA_DIR .*cannot create it"):
+    with pytest.raises(StateError, match=r"DATA_DIR .*cannot create it"):
         ensure_data_dir(blocker / "data")
