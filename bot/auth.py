@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
 
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
@@ -23,7 +24,9 @@ def is_authorised(update: Update, chat_id: int, allowed_users: Collection[int]) 
     return not allowed_users or user.id in allowed_users
 
 
-def make_guard(chat_id: int, allowed_users: Collection[int]):  # type: ignore[no-untyped-def]
+def make_guard(
+    chat_id: int, allowed_users: Collection[int]
+) -> Callable[[object, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
     """A handler callback for group -1 that stops every unauthorised update there."""
     allowed = frozenset(allowed_users)
 

@@ -117,12 +117,13 @@ class Commands:
         store = self.engine.store
         since = day_start(now, self.zone)
         last = store.get_value("last_cycle")
-        last_cycle = tuple(float(x) for x in last.split(":")) if last else None
+        start, _, end = (last or "").partition(":")
+        last_cycle = (float(start), float(end)) if last else None
         text = render.status(
             mode=self.mode(),
             now=now,
             zone=self.zone,
-            last_cycle=last_cycle,  # type: ignore[arg-type]
+            last_cycle=last_cycle,
             next_cycle=self.next_cycle(),
             cycle_running=self.engine.cycle_running,
             active=list(self.engine.status.active.values()),

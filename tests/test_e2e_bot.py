@@ -291,3 +291,19 @@ def test_restart_repeats_nothing_and_sigterm_mid_run_is_prompt(
     assert seconds < 10
     assert node.leftover_processes() == []
     assert rebalance_lines(telegram) == delivered == len(node.ledger())
+
+
+def test_lndg_outage_alerts_once_then_recovers(
+    node: Node, telegram: FakeTelegram, lndg: FakeLndg
+) -> None:
+    node.env["SLEEP_SECONDS"] = "1"
+    lndg.set_fault("401")
+    with running(node) as daemon:
+        alert = telegram.wait_for_message(CHAT, text="⚠️ LNDg", timeout=30)
+        assert "credentials" in alert["text"]
+        assert "secret" not in alert["text"]
+        daemon.wait_for_log("cycle skipped", count=3)
+        lndg.set_fault(None)
+        telegram.wait_for_message(CHAT, text="LNDg is reachable again", timeout=30)
+    alerts = [t for t in texts(telegram) if "LNDg" in t and "⚠️" in t]
+    assert len(alerts) == 1
