@@ -1,0 +1,466 @@
+"""The daily report's figures: who rebalanced how much on one local day. Pure, no I/O.
+
+Attribution rules (the contract is /work/shared/contracts/lndg.md):
+
+- A node rebalance is a succeeded LNDg payment with `rebal_chan` set. It belongs to the local
+  day (TIMEZONE) of its `creation_date`; days are half-open `[00:00, next 00:00)`.
+- LNDg's share: those whose `payment_hash` is a successful `/api/rebalancer/` row. A hash is
+  proof, so **LNDg wins**: such a payment is never matched to a ledger row, even if one fits.
+- This daemon's share: ledger rows (regolancer stat lines) matched one-to-one to the remaining
+  payments on source = `chan_out`, target = `rebal_chan`, amount = `value` (less than 1 sat
+  apart) and |stat timestamp − creation_date| <= the window (inclusive). Greedy by closest
+  time (ties: lower ledger id, then earlier payment), then completed with augmenting paths so
+  no row stays unmatched that could be matched; each payment and each row is used once.
+- A matched pair counts on the payment's day with the payment's figures, so a rebalance that
+  started at 23:59:50 and was written to the stat file at 00:00:10 counts once, on the first
+  day. Callers therefore pass payments and ledger rows from a margin around the day.
+- A ledger row matched to nothing (LNDg has not recorded it, or cleaned it up) still counts
+  for this daemon, on the day of its own timestamp, and is flagged as `unmatched`. It is also
+  added to the node total: it was a real rebalance on this node, and this way
+  node = LNDg + daemon + other holds exactly and the daemon's share never exceeds 100 %.
+- Other tools: the day's remaining rebalance payments.
+- The daemon's runs of the day (by start time): dry runs never started and runs stopped at
+  shutdown decided nothing, so neither counts as an attempt.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from core.lndg import LndgRebalance, Payment
+from core.models import Outcome, Rebalance, RunResult
+
+DEFAULT_MATCH_WINDOW_SECONDS = 300
+DEFAULT_MAX_CATCH_UP = 7
+_PAYMENT_SUCCEEDED = 2
+_MSAT_TOLERANCE = 1000  # LNDg stores value_msat / 1000 as a float: compare within one sat
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Count, amount and fees of a set of rebalances; msat inside so sums stay exact."""
+
+    count: int = 0
+    amount_msat: int = 0
+    fee_msat: int = 0
+
+    @property
+    def sats(self) -> int:
+        """Rebalanced amount in whole sats (rounded half up)."""
+        return (self.amount_msat + 500) // 1000
+
+    @property
+    def fee_sat(self) -> float:
+        """Fees paid, in sats with msat precision."""
+        return self.fee_msat / 1000
+
+    @property
+    def ppm(self) -> int:
+        """Fee rate in parts per million of the amount (floored, as the stat lines are)."""
+        if self.amount_msat <= 0:
+            return 0
+        return self.fee_msat * 1_000_000 // self.amount_msat
+
+    def __add__(self, other: Share) -> Share:
+        return Share(
+            self.count + other.count,
+            self.amount_msat + other.amount_msat,
+            self.fee_msat + other.fee_msat,
+        )
+
+    def __sub__(self, other: Share) -> Share:
+        return Share(
+            self.count - other.count,
+            self.amount_msat - other.amount_msat,
+            self.fee_msat - other.fee_msat,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """The daemon's regolancer runs started in the period."""
+
+    attempts: int = 0
+    successes: int = 0
+    failures: Mapping[Outcome, int] = field(default_factory=dict)
+    stopped: int = 0
+    dry_runs: int = 0
+
+    @property
+    def failed(self) -> int:
+        """All failed runs, whatever the outcome."""
+        return sum(self.failures.values())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Successes per attempt in %, None without attempts."""
+        return None if self.attempts == 0 else self.successes * 100 / self.attempts
+
+    def __add__(self, other: RunStats) -> RunStats:
+        failures = Counter(self.failures)
+        failures.update(other.failures)
+        return RunStats(
+            self.attempts + other.attempts,
+            self.successes + other.successes,
+            dict(failures),
+            self.stopped + other.stopped,
+            self.dry_runs + other.dry_runs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DayReport:
+    """The figures of one local day, or of `days` days ending with `day` (a summed report)."""
+
+    day: date
+    zone_name: str
+    node: Share
+    lndg: Share
+    daemon: Share
+    other: Share
+    unmatched: Share
+    runs: RunStats
+    days: int = 1
+
+    @property
+    def first_day(self) -> date:
+        """The first day covered (== `day` for a daily report)."""
+        return self.day - timedelta(days=self.days - 1)
+
+    @property
+    def unmatched_count(self) -> int:
+        """Daemon rebalances LNDg did not show (counted anyway, see the module doc)."""
+        return self.unmatched.count
+
+    @property
+    def share_by_count(self) -> float | None:
+        """This daemon's rebalances as % of the node's, None when the node made none."""
+        return _pct(self.daemon.count, self.node.count)
+
+    @property
+    def share_by_sats(self) -> float | None:
+        """This daemon's rebalanced sats as % of the node's, None when the node moved none."""
+        return _pct(self.daemon.amount_msat, self.node.amount_msat)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole <= 0 else part * 100 / whole
+
+
+def zone_name(zone: tzinfo) -> str:
+    """The IANA name of a ZoneInfo (`Europe/Berlin`), else whatever the tzinfo calls itself."""
+    key = getattr(zone, "key", None)
+    return key if isinstance(key, str) else str(zone)
+
+
+# ---------------------------------------------------------------------------------------------
+# Days and schedule
+
+
+def day_bounds(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The local day `day` in `zone` as aware UTC datetimes `[start, end)`.
+
+    23 or 25 hours long on a DST change day. One day's end is exactly the next day's start,
+    so days never overlap or leave gaps.
+    """
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
+
+
+def _report_moment(day: date, zone: tzinfo, report_time: time) -> datetime:
+    moment = datetime.combine(day, report_time.replace(tzinfo=None), tzinfo=zone)
+    # Through UTC and back: a wall time skipped by DST (02:30 on spring-forward day) becomes
+    # the real instant it denotes (03:30), which compares equal to itself in any zone.
+    return moment.astimezone(UTC).astimezone(zone)
+
+
+def latest_due_day(now: datetime, zone: tzinfo, report_time: time) -> date:
+    """The newest day whose report is due at `now`: the day before the latest REPORT_TIME."""
+    _require_aware(now)
+    today = now.astimezone(zone).date()
+    if now < _report_moment(today, zone, report_time):
+        today -= timedelta(days=1)
+    return today - timedelta(days=1)
+
+
+def next_report_at(now: datetime, zone: tzinfo, report_time: time) -> datetime:
+    """The first REPORT_TIME in `zone` strictly after `now` (aware, in `zone`)."""
+    _require_aware(now)
+    day = now.astimezone(zone).date()
+    moment = _report_moment(day, zone, report_time)
+    while moment <= now:
+        day += timedelta(days=1)
+        moment = _report_moment(day, zone, report_time)
+    return moment
+
+
+def due_days(
+    now: datetime,
+    zone: tzinfo,
+    report_time: time,
+    sent: Callable[[str], bool] | Collection[str | date],
+    max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+    *,
+    earliest: date | None = None,
+) -> list[date]:
+    """Days to report now, oldest first.
+
+    The days that ended before the most recent REPORT_TIME (in `zone`), at most
+    `max_catch_up` of them counting back from the newest, none before `earliest`, minus those
+    `sent` already (a predicate on the ISO day, e.g. `StateStore.report_sent`, or a collection
+    of ISO strings / dates).
+    """
+    if max_catch_up < 1:
+        raise ValueError("max_catch_up must be at least 1")
+    if callable(sent):
+        was_sent = sent
+    else:
+        done = {d.isoformat() if isinstance(d, date) else d for d in sent}
+        was_sent = done.__contains__
+    newest = latest_due_day(now, zone, report_time)
+    days = [newest - timedelta(days=back) for back in range(max_catch_up - 1, -1, -1)]
+    return [d for d in days if (earliest is None or d >= earliest) and not was_sent(d.isoformat())]
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribution
+
+
+def _payment_msat(payment: Payment) -> tuple[int, int]:
+    return round(payment.value * 1000), round(payment.fee * 1000)
+
+
+def _match(
+    ledger_rows: Sequence[Rebalance], payments: Sequence[Payment], window: float
+) -> dict[int, int]:
+    """Ledger index -> payment index, one-to-one: greedy by closest time, then augmented.
+
+    The greedy pass pairs the closest (row, payment) first. It can strand a row whose only
+    candidate went to a neighbour that had another choice, so augmenting paths (Kuhn) then
+    re-pair as needed: the result matches as many rows as possible, keeping greedy's pairs
+    wherever that costs nothing.
+    """
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for index, payment in enumerate(payments):
+        if payment.chan_out is not None and payment.rebal_chan is not None:
+            by_key.setdefault((payment.chan_out, payment.rebal_chan), []).append(index)
+    options: dict[int, list[int]] = {}
+    candidates: list[tuple[float, int, int, int]] = []
+    for row_index, row in enumerate(ledger_rows):
+        line = row.line
+        scored: list[tuple[float, int]] = []
+        for pay_index in by_key.get((line.from_channel, line.to_channel), ()):
+            payment = payments[pay_index]
+            amount_msat, _fee = _payment_msat(payment)
+            if abs(amount_msat - line.amount_msat) >= _MSAT_TOLERANCE:
+                continue
+            gap = abs(line.timestamp - payment.creation_date.timestamp())
+            if gap <= window:
+                scored.append((gap, pay_index))
+                candidates.append((gap, row.id, pay_index, row_index))
+        if scored:
+            options[row_index] = [pay_index for _gap, pay_index in sorted(scored)]
+    # Payments are sorted by creation time, so pay_index breaks ties towards the earlier one.
+    candidates.sort()
+    matched: dict[int, int] = {}
+    owner: dict[int, int] = {}
+    for _gap, _id, pay_index, row_index in candidates:
+        if row_index not in matched and pay_index not in owner:
+            matched[row_index], owner[pay_index] = pay_index, row_index
+
+    def augment(row_index: int, seen: set[int]) -> bool:
+        for pay_index in options[row_index]:
+            if pay_index in seen:
+                continue
+            seen.add(pay_index)
+            if pay_index not in owner or augment(owner[pay_index], seen):
+                matched[row_index], owner[pay_index] = pay_index, row_index
+                return True
+        return False
+
+    for row_index in sorted(options):
+        if row_index not in matched:
+            augment(row_index, set())
+    return matched
+
+
+def _run_stats(runs: Iterable[RunResult]) -> RunStats:
+    outcomes = Counter(run.outcome for run in runs)
+    dry, stopped = outcomes.pop(Outcome.DRY_RUN, 0), outcomes.pop(Outcome.STOPPED, 0)
+    successes = outcomes.get(Outcome.SUCCESS, 0)
+    failures = {o: n for o, n in outcomes.items() if o.is_failure}
+    return RunStats(successes + sum(failures.values()), successes, failures, stopped, dry)
+
+
+def compute_day(
+    day: date,
+    zone: tzinfo,
+    payments: Iterable[Payment],
+    lndg_rebalances: Iterable[LndgRebalance],
+    ledger_rows: Iterable[Rebalance],
+    runs: Iterable[RunResult],
+    match_window_seconds: float = DEFAULT_MATCH_WINDOW_SECONDS,
+) -> DayReport:
+    """Attribute the node's rebalances of local day `day` (see the module doc for the rules).
+
+    Inputs may cover more than the day and should, by `match_window_seconds` on both sides,
+    so pairs that straddle midnight match; everything is cut to the day here. Non-rebalance
+    and unsucceeded payments, and unsucceeded LNDg rows, are ignored.
+    """
+    start, end = day_bounds(day, zone)
+    start_ts, end_ts = start.timestamp(), end.timestamp()
+    lndg_hashes = {
+        r.payment_hash for r in lndg_rebalances if r.succeeded and r.payment_hash is not None
+    }
+    rebalances = sorted(
+        (p for p in payments if p.status == _PAYMENT_SUCCEEDED and p.rebal_chan is not None),
+        key=lambda p: (p.creation_date, p.payment_hash),
+    )
+    # LNDg's hash is proof of authorship: those payments never match a stat line.
+    matchable = [p for p in rebalances if p.payment_hash not in lndg_hashes]
+    rows = sorted(ledger_rows, key=lambda r: r.id)
+    matched = _match(rows, matchable, match_window_seconds)
+    daemon_payments = {matchable[i].payment_hash for i in matched.values()}
+
+    def in_day(moment: datetime) -> bool:
+        return start <= moment < end
+
+    node = lndg = daemon = unmatched = Share()
+    for payment in rebalances:
+        if not in_day(payment.creation_date):
+            continue
+        amount_msat, fee_msat = _payment_msat(payment)
+        one = Share(1, amount_msat, fee_msat)
+        node += one
+        if payment.payment_hash in lndg_hashes:
+            lndg += one
+        elif payment.payment_hash in daemon_payments:
+            daemon += one
+    for index, row in enumerate(rows):
+        if index not in matched and start_ts <= row.line.timestamp < end_ts:
+            unmatched += Share(1, row.line.amount_msat, row.line.fees_msat)
+    other = node - lndg - daemon
+    day_runs = [run for run in runs if start_ts <= run.started_at < end_ts]
+    return DayReport(
+        day=day,
+        zone_name=zone_name(zone),
+        node=node + unmatched,
+        lndg=lndg,
+        daemon=daemon + unmatched,
+        other=other,
+        unmatched=unmatched,
+        runs=_run_stats(day_runs),
+    )
+
+
+def combine(reports: Sequence[DayReport]) -> DayReport:
+    """Sum consecutive daily reports into one covering all their days."""
+    if not reports:
+        raise ValueError("nothing to combine")
+    ordered = sorted(reports, key=lambda r: r.day)
+    first, last = ordered[0], ordered[-1]
+    total = first
+    for report in ordered[1:]:
+        total = DayReport(
+            day=report.day,
+            zone_name=report.zone_name,
+            node=total.node + report.node,
+            lndg=total.lndg + report.lndg,
+            daemon=total.daemon + report.daemon,
+            other=total.other + report.other,
+            unmatched=total.unmatched + report.unmatched,
+            runs=total.runs + report.runs,
+        )
+    days = (last.day - first.first_day).days + 1
+    return DayReport(
+        day=last.day,
+        zone_name=last.zone_name,
+        node=total.node,
+        lndg=total.lndg,
+        daemon=total.daemon,
+        other=total.other,
+        unmatched=total.unmatched,
+        runs=total.runs,
+        days=days,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+
+
+def format_sats(value: int) -> str:
+    """`1234567` -> `1,234,567`."""
+    return f"{value:,}"
+
+
+def format_fee(fee_sat: float) -> str:
+    """Fees with msat precision but no trailing zeros: `12`, `3.2`, `0.001`."""
+    text = f"{fee_sat:,.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def format_pct(value: float | None) -> str:
+    """`42.857` -> `42.9%`; None -> `–`."""
+    return "–" if value is None else f"{value:.1f}%"
+
+
+def _share_line(label: str, share: Share) -> str:
+    if share.count == 0:
+        return f"{label}: 0"
+    return (
+        f"{label}: {share.count} · {format_sats(share.sats)} sats · "
+        f"{format_fee(share.fee_sat)} sats fees ({share.ppm} ppm)"
+    )
+
+
+def format_summary(report: DayReport) -> str:
+    """A compact plain-text summary, a few lines (HTML-escape it for a chat)."""
+    if report.days == 1:
+        title = f"Rebalancing on {report.day:%a %Y-%m-%d} ({report.zone_name})"
+    else:
+        title = (
+            f"Rebalancing {report.first_day.isoformat()} – {report.day.isoformat()} "
+            f"({report.days} days, {report.zone_name})"
+        )
+    daemon = _share_line("This daemon", report.daemon)
+    if report.daemon.count:
+        daemon += (
+            f" — share {format_pct(report.share_by_count)} of rebalances, "
+            f"{format_pct(report.share_by_sats)} of sats"
+        )
+    lines = [title, _share_line("Node", report.node), daemon]
+    if report.unmatched.count:
+        lines.append(
+            f"  ({report.unmatched.count} of them not found in LNDg's payments; counted anyway)"
+        )
+    lines.append(_share_line("LNDg", report.lndg))
+    lines.append(_share_line("Other tools", report.other))
+    runs = report.runs
+    if runs.attempts:
+        text = (
+            f"Runs: {runs.attempts} attempts, {runs.successes} succeeded "
+            f"({format_pct(runs.success_rate)})"
+        )
+        if runs.failures:
+            ordered = sorted(runs.failures.items(), key=lambda item: (-item[1], item[0].value))
+            text += "; failed: " + ", ".join(f"{o.describe} {n}" for o, n in ordered)
+    else:
+        text = "Runs: none"
+    if runs.dry_runs:
+        text += f"; {runs.dry_runs} dry run{'' if runs.dry_runs == 1 else 's'}"
+    lines.append(text)
+    return "\n".join(lines)

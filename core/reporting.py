@@ -1,0 +1,206 @@
+"""The daily report's I/O: fetch from LNDg and the state store, write the CSV and chart, deliver.
+
+No Telegram here: `deliver_due` hands each report and its PNG to a `send` callback (the chat,
+or the log in headless mode) and remembers, in the state store, which days went out.
+
+- A day is marked sent only after `send` returned, so a crash in between may repeat that one
+  day after a restart (at least once), but a day that was marked is never sent again.
+- An LNDg failure stops the round at that day with `ReportUnavailable` (days before it are
+  delivered and marked); call `deliver_due` again later and it carries on where it stopped.
+  Alerting once per episode is the caller's business.
+- On a fresh state store the first round reports only the newest due day and remembers it as
+  the start (`report_first_day`), so a new install is not greeted by a week of reports.
+- CSV or chart files that cannot be written are logged as errors and the report still goes
+  out: the chat is what the operator reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import Protocol
+
+from core.chart import CHART_NAME, render_chart_async
+from core.lndg import LndgError, LndgRebalance, Payment
+from core.report import (
+    DEFAULT_MATCH_WINDOW_SECONDS,
+    DEFAULT_MAX_CATCH_UP,
+    DayReport,
+    combine,
+    compute_day,
+    day_bounds,
+    due_days,
+    latest_due_day,
+)
+from core.report_csv import CSV_NAME, read_days, write_day
+from core.settings import Settings
+from core.state import StateStore
+
+logger = logging.getLogger(__name__)
+
+FIRST_DAY_KEY = "report_first_day"
+
+
+class LndgReader(Protocol):
+    """What the reporter needs from `core.lndg.LndgClient`."""
+
+    async def fetch_payments(self, start: datetime, end: datetime) -> Sequence[Payment]: ...
+
+    async def fetch_rebalances(self, stop_after: datetime) -> Sequence[LndgRebalance]: ...
+
+
+SendReport = Callable[[DayReport, bytes], Awaitable[None]]
+
+
+class ReportUnavailable(Exception):
+    """LNDg could not be read for `day`; `delivered` lists the days sent before it."""
+
+    def __init__(self, day: date, cause: LndgError, delivered: Sequence[date] = ()) -> None:
+        super().__init__(f"daily report for {day.isoformat()} is waiting for LNDg: {cause}")
+        self.day = day
+        self.cause = cause
+        self.delivered = list(delivered)
+
+
+class Reporter:
+    """Builds daily reports and delivers the due ones; one per daemon."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        zone: tzinfo,
+        report_time: time,
+        store: StateStore,
+        lndg: LndgReader,
+        *,
+        match_window_seconds: float = DEFAULT_MATCH_WINDOW_SECONDS,
+        max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+    ) -> None:
+        """Keep the collaborators; nothing is read or written yet."""
+        self.data_dir = data_dir
+        self.zone = zone
+        self.report_time = report_time
+        self.store = store
+        self.lndg = lndg
+        self.match_window_seconds = match_window_seconds
+        self.max_catch_up = max_catch_up
+        # One round at a time: the schedule and a chat command must not both send a day.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: StateStore, lndg: LndgReader) -> Reporter:
+        """A reporter using DATA_DIR, TIMEZONE and REPORT_TIME."""
+        return cls(settings.data_dir, settings.zone, settings.report_time, store, lndg)
+
+    @property
+    def csv_path(self) -> Path:
+        """`daily-report.csv` in DATA_DIR."""
+        return self.data_dir / CSV_NAME
+
+    @property
+    def chart_path(self) -> Path:
+        """`daily-report.png` next to the CSV (rewritten by every `build`)."""
+        return self.data_dir / CHART_NAME
+
+    # -- building ------------------------------------------------------------------------------
+
+    async def _compute(self, first: date, last: date) -> list[DayReport]:
+        """Daily reports for first..last from one fetch each of LNDg and the store.
+
+        Raises LndgError. Inputs reach a match window beyond the period, so rebalances that
+        straddle midnight are matched the same way whichever day is being reported.
+        """
+        margin = timedelta(seconds=self.match_window_seconds)
+        start = day_bounds(first, self.zone)[0] - margin
+        end = day_bounds(last, self.zone)[1] + margin
+        payments = await self.lndg.fetch_payments(start, end)
+        # Only membership of hashes matters; an LNDg rebalance stops after its payment starts.
+        rebalances = await self.lndg.fetch_rebalances(start)
+        ledger = self.store.ledger(start.timestamp(), end.timestamp() + 1)
+        runs = self.store.runs(start.timestamp(), end.timestamp())
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        return [
+            compute_day(
+                day, self.zone, payments, rebalances, ledger, runs, self.match_window_seconds
+            )
+            for day in days
+        ]
+
+    async def build_with_chart(self, day: date) -> tuple[DayReport, bytes]:
+        """`build`, also returning the chart PNG (sent even when the file could not be written)."""
+        (report,) = await self._compute(day, day)
+        try:
+            write_day(self.csv_path, report)
+        except OSError as exc:
+            logger.error("daily report: cannot write %s: %s", self.csv_path, exc)
+        rows = [row for row in read_days(self.csv_path) if row["date"] <= day.isoformat()]
+        try:
+            png = await render_chart_async(rows, self.chart_path, end=day)
+        except OSError as exc:
+            logger.error("daily report: cannot write %s: %s", self.chart_path, exc)
+            png = await render_chart_async(rows, None, end=day)
+        return report, png
+
+    async def build(self, day: date) -> DayReport:
+        """The report of local day `day`; writes its CSV row and `daily-report.png`.
+
+        Raises LndgError when LNDg cannot be read (nothing is written then).
+        """
+        report, _png = await self.build_with_chart(day)
+        return report
+
+    async def build_range(self, last_day: date, days: int) -> DayReport:
+        """A summed report of the `days` days ending with `last_day` (e.g. 7 or 30).
+
+        For on-demand summaries: writes nothing. Raises LndgError.
+        """
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        first = last_day - timedelta(days=days - 1)
+        return combine(await self._compute(first, last_day))
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    def due(self, now: datetime) -> list[date]:
+        """The days `deliver_due(now)` would send, oldest first."""
+        first = self.store.get_value(FIRST_DAY_KEY)
+        earliest = (
+            date.fromisoformat(first) if first else latest_due_day(now, self.zone, self.report_time)
+        )
+        return due_days(
+            now,
+            self.zone,
+            self.report_time,
+            self.store.report_sent,
+            self.max_catch_up,
+            earliest=earliest,
+        )
+
+    async def deliver_due(self, now: datetime, send: SendReport) -> list[date]:
+        """Build and `send` every due day, oldest first; returns the days sent.
+
+        Each day is marked sent right after its `send` returned. Raises ReportUnavailable at
+        the first day LNDg cannot be read (earlier days stay delivered); an exception from
+        `send` propagates and leaves that day unsent.
+        """
+        async with self._lock:
+            if self.store.get_value(FIRST_DAY_KEY) is None:
+                newest = latest_due_day(now, self.zone, self.report_time)
+                self.store.put_value(FIRST_DAY_KEY, newest.isoformat())
+            delivered: list[date] = []
+            for day in self.due(now):
+                if self.store.report_sent(day.isoformat()):
+                    continue
+                try:
+                    report, png = await self.build_with_chart(day)
+                except LndgError as exc:
+                    logger.warning("daily report for %s postponed: %s", day, exc)
+                    raise ReportUnavailable(day, exc, delivered) from exc
+                await send(report, png)
+                self.store.mark_report_sent(day.isoformat())
+                delivered.append(day)
+                logger.info("daily report for %s delivered", day)
+            return delivered
