@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from telegram import BotCommand, Update
+from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
@@ -15,14 +16,24 @@ from bot import render
 from bot.auth import make_guard
 from bot.handlers import Commands
 from bot.outbox import OutboxSender, text_message
-from core.daemon import LEDGER_POLL_SECONDS, describe_mode, open_engine, stop_engine
+from core.daemon import (
+    LEDGER_POLL_SECONDS,
+    REPORT_CHECK_SECONDS,
+    DailyReports,
+    SendReport,
+    describe_mode,
+    open_services,
+    stop_engine,
+)
 from core.engine import Engine
 from core.events import AlertCleared, AlertRaised, Event
+from core.report import DayReport, format_summary
 from core.settings import Settings
 
 log = logging.getLogger("bot.app")
 
 OUTBOX_FLUSH_SECONDS = 1.0
+CAPTION_LIMIT = 1024
 # The shutdown message gets this long to leave before the process exits.
 FAREWELL_SECONDS = 2.0
 
@@ -85,7 +96,8 @@ async def run_bot(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
-    async with open_engine(settings, notify=True) as engine:
+    async with open_services(settings, notify=True) as services:
+        engine = services.engine
         engine.events.subscribe(alerts_to_outbox(engine))
         app = build_application(settings)
         try:
@@ -97,7 +109,10 @@ async def run_bot(settings: Settings) -> int:
         sender = OutboxSender(
             app.bot, engine.store, settings.telegram_chat_id, settings.notify_min_sats
         )
-        commands = Commands(engine)
+        commands = Commands(engine, services.reporter)
+        reports = DailyReports(
+            services.reporter, engine, report_sender(app, settings.telegram_chat_id)
+        )
         app.add_handler(
             TypeHandler(
                 Update, make_guard(settings.telegram_chat_id, settings.telegram_allowed_user_ids)
@@ -105,7 +120,7 @@ async def run_bot(settings: Settings) -> int:
             group=-1,
         )
         commands.register(app)
-        _schedule(app, engine, sender, settings, commands)
+        _schedule(app, engine, sender, settings, commands, reports)
         try:
             await app.bot.set_my_commands([BotCommand(c, d) for c, d in render.COMMANDS])
         except TelegramError as exc:
@@ -143,8 +158,27 @@ async def run_bot(settings: Settings) -> int:
     return 0
 
 
+def report_sender(app: App, chat_id: int) -> SendReport:
+    """Daily reports go straight to the chat (the report store makes them at most once)."""
+
+    async def send(report: DayReport, chart: bytes) -> None:
+        text = render.report(format_summary(report))
+        if len(render.plain(text)) <= CAPTION_LIMIT:
+            await app.bot.send_photo(chat_id, chart, caption=text, parse_mode=ParseMode.HTML)
+        else:
+            await app.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+            await app.bot.send_photo(chat_id, chart)
+
+    return send
+
+
 def _schedule(
-    app: App, engine: Engine, sender: OutboxSender, settings: Settings, commands: Commands
+    app: App,
+    engine: Engine,
+    sender: OutboxSender,
+    settings: Settings,
+    commands: Commands,
+    reports: DailyReports,
 ) -> None:
     jobs = app.job_queue
     assert jobs is not None
@@ -162,7 +196,13 @@ def _schedule(
     async def outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
         await sender.flush()
 
+    async def report(context: ContextTypes.DEFAULT_TYPE) -> None:
+        await reports.tick()
+
     once = {"max_instances": 1, "coalesce": True}
+    jobs.run_repeating(
+        report, interval=REPORT_CHECK_SECONDS, first=5.0, name="report", job_kwargs=once
+    )
     jobs.run_once(cycle, when=1.0, name="cycle")
     jobs.run_repeating(
         ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once

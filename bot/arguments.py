@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 _DURATION = re.compile(r"^(\d{1,5})\s*(s|sec|m|min|h|hr|d|day|days)?$", re.IGNORECASE)
@@ -64,3 +65,32 @@ def parse_channel(args: list[str], command: str) -> str:
     if len(text) > 200:
         raise ArgumentError("that is too long for a channel name", f"/{command} 800000x1234x1")
     return text
+
+
+MAX_REPORT_DAYS = 90
+
+
+def parse_report_period(args: list[str], today: dt.date) -> tuple[dt.date, int]:
+    """`today`, `yesterday`, `YYYY-MM-DD`, `7d`, `30d` into (last day, number of days)."""
+    word = args[0].strip().lower() if args else "today"
+    example = "/report yesterday"
+    if len(args) > 1:
+        raise ArgumentError("give one period", example)
+    if word == "today":
+        return today, 1
+    if word == "yesterday":
+        return today - dt.timedelta(days=1), 1
+    if word.endswith("d") and word[:-1].isdigit():
+        days = int(word[:-1])
+        if not 1 <= days <= MAX_REPORT_DAYS:
+            raise ArgumentError(f"a period lasts 1 to {MAX_REPORT_DAYS} days", "/report 7d")
+        return today, days
+    try:
+        day = dt.date.fromisoformat(word)
+    except ValueError:
+        raise ArgumentError(
+            f"{args[0]!r} is not today, yesterday, a date like 2026-11-23, or 7d", example
+        ) from None
+    if day > today:
+        raise ArgumentError("that day has not happened yet", example)
+    return day, 1

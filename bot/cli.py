@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -11,11 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from core.checks import run_checks
-from core.daemon import log_event, open_engine, run_headless
+from core.daemon import log_event, open_services, run_headless
 from core.health import check_health
 from core.lndg import LndgClient, LndgError
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
+from core.report import combine, format_summary
 from core.settings import Settings, SettingsError, load_settings
 from core.state import StateError, StateStore, ensure_data_dir
 
@@ -50,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     pairs = sub.add_parser("pairs", help="print the pairs the rule gives now")
     pairs.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("health", help="exit 0 if a daemon on this DATA_DIR beat recently")
+    report = sub.add_parser("report", help="print a rebalancing report and write it to the CSV")
+    report.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="the (last) day, YYYY-MM-DD in TIMEZONE (default: yesterday)",
+    )
+    report.add_argument(
+        "--days",
+        type=int,
+        default=1,
+        choices=range(1, 91),
+        metavar="N",
+        help="number of days ending with --date (1-90, default 1)",
+    )
     return parser
 
 
@@ -83,6 +99,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _pairs(settings, as_json=args.json)
     if args.command == "cycle":
         return await _cycle(settings, dry_run=args.dry_run)
+    if args.command == "report":
+        return await _report(settings, args.date, args.days)
     if settings.headless:
         return await run_headless(settings)
     from bot.app import run_bot  # imported here so headless use never loads telegram
@@ -131,7 +149,25 @@ async def _pairs(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _cycle(settings: Settings, *, dry_run: bool) -> int:
-    async with open_engine(settings, notify=False) as engine:
-        engine.events.subscribe(log_event)
-        report = await engine.cycle(dry_run=dry_run or None, ignore_pause=True)
-    return 1 if report.skipped else 0
+    async with open_services(settings, notify=False) as services:
+        services.engine.events.subscribe(log_event)
+        cycle = await services.engine.cycle(dry_run=dry_run or None, ignore_pause=True)
+    return 1 if cycle.skipped else 0
+
+
+async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
+    """Build (and write to daily-report.csv) each day of the period, print the summary."""
+    last = day or dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
+    async with open_services(settings, notify=False) as services:
+        reporter = services.reporter
+        try:
+            reports = [
+                await reporter.build(last - dt.timedelta(days=back))
+                for back in reversed(range(days))
+            ]
+        except LndgError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(format_summary(combine(reports)))
+    print(f"written: {reporter.csv_path} and {reporter.chart_path}", file=sys.stderr)
+    return 0

@@ -21,10 +21,16 @@ from bot.arguments import (
     parse_count,
     parse_duration,
     parse_on_off,
+    parse_report_period,
 )
+from core.chart import render_chart_async
 from core.engine import Engine
+from core.lndg import LndgError
 from core.models import Channel, Pair, chan_id_to_short_id
 from core.pairing import ChannelLookupError, resolve_channel
+from core.report import format_summary
+from core.report_csv import read_days
+from core.reporting import Reporter
 from core.settings import masked
 
 log = logging.getLogger("bot.handlers")
@@ -43,6 +49,7 @@ class Commands:
     """The chat's commands, bound to one engine."""
 
     engine: Engine
+    reporter: Reporter | None = None
     next_cycle: Callable[[], float | None] = lambda: None
     _pairs: tuple[list[Channel], list[Pair]] = field(default_factory=lambda: ([], []))
 
@@ -279,11 +286,29 @@ class Commands:
         await self.reply(update, render.config(masked(self.engine.settings)))
 
     async def report(self, update: Update, context: Context) -> None:
-        since = day_start(time.time(), self.zone)
-        store = self.engine.store
-        await self.reply(
-            update, render.today(store.totals(since=since), store.outcome_counts(since=since))
-        )
+        today = dt.datetime.now(self.zone).date()
+        try:
+            last_day, days = parse_report_period(context.args or [], today)
+        except ArgumentError as exc:
+            await self.reply(update, render.bad_argument(exc.problem, exc.example))
+            return
+        if self.reporter is None:
+            return
+        try:
+            if days == 1 and last_day < today:
+                summary = await self.reporter.build(last_day)  # a finished day: CSV row too
+            else:
+                summary = await self.reporter.build_range(last_day, days)
+        except LndgError as exc:
+            await self.reply(update, render.alert(f"report needs LNDg: {exc}"))
+            return
+        await self.reply(update, render.report(format_summary(summary)))
+        rows = read_days(self.reporter.csv_path)
+        if rows and update.effective_message is not None:
+            chart = await render_chart_async(rows, end=today)
+            await update.effective_message.reply_photo(
+                chart, caption="Node rebalancing, last 30 days"
+            )
 
     # --- buttons ------------------------------------------------------------------------
 

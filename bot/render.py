@@ -28,7 +28,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("include", "take a channel back in"),
     ("exclusions", "the excluded channels"),
     ("history", "the last rebalances, e.g. /history 20"),
-    ("report", "today's totals"),
+    ("report", "rebalancing report: today, yesterday, a date, 7d or 30d"),
     ("config", "the effective settings, secrets masked"),
     ("help", "this list"),
 )
@@ -260,20 +260,9 @@ def config(shown: Mapping[str, str]) -> str:
     return fit("\n".join(lines))
 
 
-def today(totals: Totals, outcomes: Mapping[Outcome, int]) -> str:
-    attempts = sum(outcomes.values())
-    lines = [
-        "<b>Today</b> (this daemon)",
-        f"{totals.count} rebalances, {sats(totals.amount_sat)} sat, fee {fee(totals.fee_sat)} sat "
-        f"({totals.ppm} ppm)",
-        f"{attempts} runs"
-        + (
-            ": " + escape(", ".join(f"{o.describe} {n}" for o, n in outcomes.items()))
-            if outcomes
-            else ""
-        ),
-    ]
-    return "\n".join(lines)
+def report(summary: str) -> str:
+    """The daily report's plain-text summary, kept aligned in a monospace block."""
+    return fit(f"<pre>{escape(summary)}</pre>")
 
 
 def bad_argument(problem: str, example: str) -> str:

@@ -1,6 +1,6 @@
 """Assembling the engine from settings, and the headless daemon that runs it on timers.
 
-The bot (bot/app.py) builds the same engine with `open_engine` and schedules it on PTB's
+The bot (bot/app.py) builds the same services with `open_services` and schedules it on PTB's
 JobQueue instead; headless mode schedules it here with APScheduler directly.
 """
 
@@ -11,8 +11,10 @@ import contextlib
 import datetime as dt
 import logging
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -21,6 +23,8 @@ from core.events import Event, EventBus, RebalancesRecorded
 from core.lndg import LndgClient
 from core.models import Channel
 from core.regolancer_config import load_template, template_warnings
+from core.report import DayReport, format_summary
+from core.reporting import Reporter, ReportUnavailable
 from core.runner import RegolancerRunner
 from core.settings import Settings
 from core.state import StateStore, ensure_data_dir
@@ -28,13 +32,23 @@ from core.state import StateStore, ensure_data_dir
 log = logging.getLogger("core.daemon")
 
 LEDGER_POLL_SECONDS = 1.0
+REPORT_CHECK_SECONDS = 60.0
+REPORT_RETRY_SECONDS = 600
 # Leaves room inside a 10 s stop timeout (systemd, docker) for the rest of the shutdown.
 STOP_GRACE_SECONDS = 3.0
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What a running daemon is made of."""
+
+    engine: Engine
+    reporter: Reporter
+
+
 @asynccontextmanager
-async def open_engine(settings: Settings, *, notify: bool) -> AsyncIterator[Engine]:
-    """The engine with its state store, LNDg client and regolancer runner, closed on exit."""
+async def open_services(settings: Settings, *, notify: bool) -> AsyncIterator[Services]:
+    """The engine and the reporter, with their state store and LNDg client, closed on exit."""
     ensure_data_dir(settings.data_dir)
     template = load_template(settings.regolancer_template)
     for warning in template_warnings(template, settings.stat_path, settings.run_timeout_seconds):
@@ -58,9 +72,48 @@ async def open_engine(settings: Settings, *, notify: bool) -> AsyncIterator[Engi
                 stop_grace_seconds=(STOP_GRACE_SECONDS, 1.0),
             )
             engine = Engine(settings, store, fetch, runner, EventBus(), notify=notify)
-            yield engine
+            yield Services(engine, Reporter.from_settings(settings, store, lndg))
     finally:
         store.close()
+
+
+SendReport = Callable[[DayReport, bytes], Awaitable[None]]
+
+
+class DailyReports:
+    """Delivers due daily reports; called every minute, cheap when nothing is due.
+
+    LNDg unavailable: one alert, a retry every REPORT_RETRY_SECONDS, a recovery message.
+    A failed `send` (Telegram down) is retried the same way; a day is never sent twice.
+    """
+
+    def __init__(self, reporter: Reporter, engine: Engine, send: SendReport) -> None:
+        self.reporter = reporter
+        self.engine = engine
+        self.send = send
+        self._retry_at = 0.0
+
+    async def tick(self) -> list[dt.date]:
+        if time.monotonic() < self._retry_at:
+            return []
+        try:
+            delivered = await self.reporter.deliver_due(dt.datetime.now(dt.UTC), self.send)
+        except ReportUnavailable as exc:
+            self._retry_at = time.monotonic() + REPORT_RETRY_SECONDS
+            self.engine.alert("report", f"{exc}; retrying every {REPORT_RETRY_SECONDS // 60} min")
+            return list(exc.delivered)
+        except Exception as exc:
+            self._retry_at = time.monotonic() + REPORT_RETRY_SECONDS
+            log.warning("daily report not delivered (%s); retrying later", exc)
+            return []
+        if delivered:
+            self.engine.clear("report", "daily report delivered")
+        return delivered
+
+
+async def log_report(report: DayReport, chart: bytes) -> None:
+    """Headless delivery: the summary goes to the log; the PNG is already next to the CSV."""
+    log.info("daily report: %s", " | ".join(format_summary(report).splitlines()))
 
 
 def log_event(event: Event) -> None:
@@ -101,8 +154,10 @@ async def run_headless(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    async with open_engine(settings, notify=False) as engine:
+    async with open_services(settings, notify=False) as services:
+        engine = services.engine
         engine.events.subscribe(log_event)
+        reports = DailyReports(services.reporter, engine, log_report)
         log.info(
             "regolancer-orchestrator started headless (%s), cycle every %ds, %d workers",
             describe_mode(engine),
@@ -133,6 +188,14 @@ async def run_headless(settings: Settings) -> int:
             seconds=LEDGER_POLL_SECONDS,
             max_instances=1,
             id="ledger",
+        )
+        scheduler.add_job(
+            reports.tick,
+            "interval",
+            seconds=REPORT_CHECK_SECONDS,
+            next_run_time=_in(5),
+            max_instances=1,
+            id="report",
         )
         scheduler.start()
         await stopping.wait()

@@ -113,10 +113,10 @@ class Engine:
             channels = await self._fetch_channels()
         except Exception as exc:
             self.status.lndg_ok, self.status.lndg_error = False, str(exc)
-            self._alert("lndg", f"LNDg: {exc}")
+            self.alert("lndg", f"LNDg: {exc}")
             raise
         self.status.lndg_ok, self.status.lndg_error = True, ""
-        self._clear("lndg", f"LNDg is reachable again ({len(channels)} channels)")
+        self.clear("lndg", f"LNDg is reachable again ({len(channels)} channels)")
         self._aliases.update((c.chan_id, c.alias) for c in channels)
         self._seed_exclusions(channels)
         return channels
@@ -310,12 +310,12 @@ class Engine:
         if result.outcome.is_failure:
             self._cooldown[active.pair.key] = self.clock() + self.settings.failure_cooldown_seconds
         if result.outcome in _SETUP_FAILURES:
-            self._alert(
+            self.alert(
                 "regolancer",
                 f"regolancer: {result.outcome.describe}: {result.last_line or 'no output'}",
             )
         elif result.outcome != Outcome.STOPPED:
-            self._clear("regolancer", "regolancer runs work again")
+            self.clear("regolancer", "regolancer runs work again")
         self.events.emit(RunFinished(active.pair, active.worker, result))
 
     # --- ledger -------------------------------------------------------------------------
@@ -330,9 +330,9 @@ class Engine:
             try:
                 batch = read_new_lines(path, position)
             except StatFileError as exc:
-                self._alert("stat", f"stat CSV: {exc}")
+                self.alert("stat", f"stat CSV: {exc}")
                 return added
-            self._clear("stat", f"stat CSV {path} is readable again")
+            self.clear("stat", f"stat CSV {path} is readable again")
             if batch.reset_reason:
                 log.warning("stat CSV %s: %s; reading it from the start", path, batch.reset_reason)
             for raw, reason in batch.malformed:
@@ -370,13 +370,15 @@ class Engine:
 
     # --- alerts -------------------------------------------------------------------------
 
-    def _alert(self, key: str, message: str) -> None:
+    def alert(self, key: str, message: str) -> None:
+        """Tell listeners about a problem once per episode (until `clear` with the same key)."""
         if key not in self._alerts:
             self._alerts.add(key)
             log.error("alert: %s", message)
             self.events.emit(AlertRaised(key, message))
 
-    def _clear(self, key: str, message: str) -> None:
+    def clear(self, key: str, message: str) -> None:
+        """End an alert episode with a recovery message; nothing if none was raised."""
         if key in self._alerts:
             self._alerts.discard(key)
             log.info("recovered: %s", message)

@@ -9,7 +9,14 @@ import pytest
 from telegram import Update
 
 from bot import render
-from bot.arguments import ArgumentError, parse_channel, parse_count, parse_duration, parse_on_off
+from bot.arguments import (
+    ArgumentError,
+    parse_channel,
+    parse_count,
+    parse_duration,
+    parse_on_off,
+    parse_report_period,
+)
 from bot.auth import is_authorised
 from core.models import Outcome, Rebalance, StatLine
 from core.pairing import build_pairs
@@ -167,3 +174,24 @@ def test_only_the_operator_gets_in(
     payload: dict[str, Any], allowed: list[int], expected: bool
 ) -> None:
     assert is_authorised(update(payload), 42, allowed) is expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], (dt.date(2026, 11, 24), 1)),
+        (["today"], (dt.date(2026, 11, 24), 1)),
+        (["yesterday"], (dt.date(2026, 11, 23), 1)),
+        (["2026-11-01"], (dt.date(2026, 11, 1), 1)),
+        (["7d"], (dt.date(2026, 11, 24), 7)),
+        (["30D"], (dt.date(2026, 11, 24), 30)),
+    ],
+)
+def test_report_periods(args: list[str], expected: tuple[dt.date, int]) -> None:
+    assert parse_report_period(args, dt.date(2026, 11, 24)) == expected
+
+
+@pytest.mark.parametrize("args", [["lastweek"], ["2026-11-25"], ["0d"], ["91d"], ["1", "2"]])
+def test_bad_report_periods(args: list[str]) -> None:
+    with pytest.raises(ArgumentError):
+        parse_report_period(args, dt.date(2026, 11, 24))

@@ -118,6 +118,10 @@ def test_start_up_menu_and_the_feed(node: Node, telegram: FakeTelegram) -> None:
         start = telegram.wait_for_message(CHAT, text="started", timeout=30)
         assert "LIVE" in start["text"]
         commands = [c["command"] for c in telegram.calls_to("setMyCommands")[0].params["commands"]]
+        # the first start reports the day that ended, with its chart
+        daily = telegram.wait_for(lambda c: c.method == "sendPhoto", timeout=30)
+        assert "Rebalancing on" in str(daily.params["caption"])
+        assert daily.files["photo"].data.startswith(b"\x89PNG")
         assert {"status", "pairs", "dryrun", "pause", "resume", "report", "exclude"} <= set(
             commands
         )
@@ -151,8 +155,12 @@ def test_every_command_answers(node: Node, telegram: FakeTelegram) -> None:
         assert plan.startswith("Next cycle would run 4 (of 12 pairs from 7 channels)")
         history = ask(telegram, "/history 2", "Last 2 rebalances")["text"]
         assert history.count("50,000 sat") == 2
-        report = ask(telegram, "/report", "Today")["text"]
-        assert re.search(r"[4-9] rebalances, [0-9,]+ sat", report)
+        report = ask(telegram, "/report", "Rebalancing on")["text"]
+        assert re.search(r"This daemon: [4-9] · [0-9,]+ sats", report)
+        assert "not found in LNDg's payments; counted anyway" in report
+        week = ask(telegram, "/report 7d", "7 days")["text"]
+        assert re.search(r"This daemon: [4-9] ", week)
+        assert "Example: /report" in ask(telegram, "/report lastweek", "Example")["text"]
         config = ask(telegram, "/config", "Effective settings")["text"]
         assert "LNDG_PASS = ****** (set)" in config
         assert "TELEGRAM_TOKEN = ****** (set)" in config
@@ -195,9 +203,10 @@ def test_switches_confirm_with_a_button_and_persist(node: Node, telegram: FakeTe
 
 
 def test_run_starts_a_cycle_now(node: Node, telegram: FakeTelegram) -> None:
-    with running(node):
+    with running(node) as daemon:
         telegram.wait_for_message(CHAT, text="started", timeout=30)
-        wait_until(lambda: len(node.runs_recorded()) == 4, 30, "first cycle")
+        daemon.wait_for_log("cycle finish", timeout=30)
+        assert len(node.runs_recorded()) == 4
         question = ask(telegram, "/run", "Start a cycle now?")
         press(telegram, question, "ok:run", "Cycle started")
         wait_until(lambda: len(node.runs_recorded()) == 8, 30, "the second cycle's runs")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_process import Node, busy_overlaps, run_cli, running, wait_until
-from tests.fakes.lndg import FakeLndg, channel_row
+from tests.fakes.lndg import FakeLndg, channel_row, payment_row
 
 SOURCES = ["800000x1x0", "800000x2x0", "800000x3x0"]
 TARGETS = ["800000x11x0", "800000x12x0", "800000x13x0", "800000x14x0"]
@@ -201,3 +201,53 @@ def test_every_stat_line_is_one_ledger_row_across_restart_and_rotation(node: Nod
         daemon.wait_for_log("cycle finish", timeout=20)
         assert daemon.stop()[0] == 0
     assert node.ledger() == node.stat_lines(node.stat.with_suffix(".csv.1"), node.stat)
+
+
+def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> None:
+    # Samples: one LNDg rebalance (30,000 sat, 3.2 fee). Add one payment made by this daemon
+    # (matched by its stat line) and one by another tool, all on 2026-11-24 UTC.
+    with FakeLndg() as lndg:
+        lndg.payments.append(
+            payment_row(
+                "ab" * 32,
+                creation_date="2026-11-24T10:00:00.000000",
+                value=50_000.0,
+                fee=12.5,
+                chan_out="879609302301671425",
+                rebal_chan="879609302301671426",
+            )
+        )
+        lndg.payments.append(
+            payment_row(
+                "ee" * 32,
+                creation_date="2026-11-24T23:30:00.000000",
+                value=20_000.0,
+                fee=4.0,
+                chan_out="879609302301671427",
+                rebal_chan="879609302301671426",
+            )
+        )
+        node = Node(tmp_path, lndg.url, dry_run="true")
+        node.data.mkdir(mode=0o700)
+        # 10:01:00 UTC, a minute after the payment started
+        node.stat.write_text("1795514460,879609302301671425,879609302301671426,50000000,12500\n")
+        assert run_cli(node, "cycle").returncode == 0  # reads the stat line into the ledger
+        result = run_cli(node, "report", "--date", "2026-11-24")
+        berlin = run_cli(node, "report", "--date", "2026-11-24", env={"TIMEZONE": "Europe/Berlin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Rebalancing on Tue 2026-11-24 (UTC)",
+        "Node: 3 · 100,000 sats · 19.7 sats fees (197 ppm)",
+        "This daemon: 1 · 50,000 sats · 12.5 sats fees (250 ppm) — share 33.3% of rebalances, "
+        "50.0% of sats",
+        "LNDg: 1 · 30,000 sats · 3.2 sats fees (106 ppm)",
+        "Other tools: 1 · 20,000 sats · 4 sats fees (200 ppm)",
+        "Runs: none",
+    ]
+    # in Berlin (UTC+1) the other tool's 23:30 UTC payment falls on the 25th
+    assert "Other tools: 0" in berlin.stdout.splitlines()
+    csv_lines = (node.data / "daily-report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("date,node_rebalances,daemon_rebalances,daemon_share_pct")
+    assert csv_lines[1].startswith("2026-11-24,2,1,50.00")  # the Berlin run rewrote the row
+    assert len(csv_lines) == 2
+    assert (node.data / "daily-report.png").read_bytes().startswith(b"\x89PNG")
