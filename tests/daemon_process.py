@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_REGOLANCER = REPO / "tests" / "fakes" / "regolancer.py"
+FAKE_REGOLANCER = REPO / "bot" / "demo" / "regolancer.py"
 TEMPLATE = REPO / "config.template.json"
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from bot.demo.lndg import FakeLndg, channel_row
 from tests.daemon_process import Daemon, Node, running, wait_until
-from tests.fakes.lndg import FakeLndg, channel_row
 from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242

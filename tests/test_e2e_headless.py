@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from bot.demo.lndg import FakeLndg, channel_row, payment_row
 from tests.daemon_process import Node, busy_overlaps, run_cli, running, wait_until
-from tests.fakes.lndg import FakeLndg, channel_row, payment_row
 
 SOURCES = ["800000x1x0", "800000x2x0", "800000x3x0"]
 TARGETS = ["800000x11x0", "800000x12x0", "800000x13x0", "800000x14x0"]

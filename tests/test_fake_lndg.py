@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.models import Channel
-from tests.fakes.lndg import (
+from bot.demo.lndg import (
     FakeLndg,
     RecordedRequest,
     channel_row,
@@ -23,8 +22,9 @@ from tests.fakes.lndg import (
     sample_payments,
     sample_rebalances,
 )
+from core.models import Channel
 
-SAMPLES = Path(__file__).parent / "samples" / "lndg"
+SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "demo" / "samples" / "lndg"
 AUTH = ("lndg-admin", "secret")
 
 

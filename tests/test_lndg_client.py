@@ -21,6 +21,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bot.demo.lndg import FakeLndg, channel_row, payment_row, rebalance_row
 from core.lndg import (
     LndgAuthError,
     LndgClient,
@@ -31,7 +32,6 @@ from core.lndg import (
     LndgUnreachable,
 )
 from core.settings import Settings
-from tests.fakes.lndg import FakeLndg, channel_row, payment_row, rebalance_row
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "secret"
@@ -572,7 +572,7 @@ async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tests.fakes.lndg",
+            "bot.demo.lndg",
             "--channels",
             str(rows),
             "--password",

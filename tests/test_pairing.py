@@ -19,7 +19,7 @@ from core.pairing import (
     targets,
 )
 
-SAMPLES = Path(__file__).parent / "samples" / "lndg"
+SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "demo" / "samples" / "lndg"
 
 
 def channel(chan_id: int, **fields: Any) -> Channel:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.demo.lndg import payment_row, rebalance_row
 from core.lndg import LndgRebalance, Payment
 from core.models import Outcome, Rebalance, RunResult, StatLine
 from core.report import (
@@ -24,7 +25,6 @@ from core.report import (
     latest_due_day,
     next_report_at,
 )
-from tests.fakes.lndg import payment_row, rebalance_row
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

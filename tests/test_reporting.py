@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from matplotlib.image import imread
 
+from bot.demo.lndg import FakeLndg, payment_row, rebalance_row
 from core.chart import render_chart, render_chart_async
 from core.lndg import LndgClient, LndgServerError, LndgUnreachable, Payment
 from core.models import Outcome, RunResult, StatLine
@@ -22,7 +23,6 @@ from core.report import DayReport, compute_day
 from core.report_csv import COLUMNS, read_days, write_day
 from core.reporting import FIRST_DAY_KEY, Reporter, ReportUnavailable
 from core.state import StateStore
-from tests.fakes.lndg import FakeLndg, payment_row, rebalance_row
 
 BERLIN = ZoneInfo("Europe/Berlin")
 A, B, C = "879609302301671425", "879609302301671426", "879609302301671427"

@@ -26,7 +26,7 @@ from core.runner import (
 )
 
 HERE = Path(__file__).resolve().parent
-FAKE = HERE / "fakes" / "regolancer.py"
+FAKE = HERE.parent / "bot" / "demo" / "regolancer.py"
 SAMPLES = HERE / "samples" / "regolancer"
 SOURCE, TARGET = "879609302301671425", "879609302301671426"
 

@@ -24,7 +24,7 @@ What it reproduces, and why it matters to a client:
   errors come back as HTTP 200 with a field-error body, as LNDg's view does.
 
 Tests drive faults through `fault` / `fault_count` (see `FAULTS`). Run as a process with
-`python -m tests.fakes.lndg --channels FILE.json [--port N] [--ready-file PATH]`.
+`python -m bot.demo.lndg --channels FILE.json [--port N] [--ready-file PATH]`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from core.models import chan_id_to_short_id, short_id_to_chan_id
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples" / "lndg"
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples" / "lndg"
 
 FAULTS = frozenset(
     {"500", "401", "slow", "garbage", "error_body", "fail_after_first_page", "missing_fields"}
@@ -643,7 +643,7 @@ class FakeLndg:
         payments: list[dict[str, Any]] | None = None,
         rebalancer: list[dict[str, Any]] | None = None,
         user: str = "lndg-admin",
-        password: str = "secret",
+        password: str = "secret",  # noqa: S107 - a loopback stand-in's fixed login
         nologin: bool = False,
         port: int = 0,
     ) -> None:
@@ -1161,7 +1161,7 @@ def _load_rows(
 
 def main(argv: list[str] | None = None) -> int:
     """Serve a FakeLndg until SIGTERM/SIGINT; print its URL and write it to --ready-file."""
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.lndg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bot.demo.lndg", description=__doc__)
     parser.add_argument(
         "--channels", help="JSON list of channel rows or an envelope (default: samples)"
     )
