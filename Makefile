@@ -27,3 +27,6 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+demo: venv
+	$(BIN)/regolancer-orchestrator demo

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from core.checks import run_checks
 from core.daemon import log_event, open_services, run_headless
@@ -66,12 +67,47 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of days ending with --date (1-90, default 1)",
     )
+    demo = sub.add_parser(
+        "demo",
+        help="run the daemon live against a simulated node (no real node or payments)",
+        description="Run the real daemon against a simulated LNDg and a stand-in regolancer "
+        "until Ctrl-C, then print a report. Needs no settings; with TELEGRAM_TOKEN and "
+        "TELEGRAM_CHAT_ID in the environment it drives that chat too.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("demo-data"),
+        metavar="DIR",
+        help="the demo's own directory, wiped at every demo start (default: demo-data)",
+    )
+    demo.add_argument(
+        "--seconds",
+        type=_positive_int,
+        metavar="N",
+        help="stop by itself after N seconds (default: at Ctrl-C)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=1, metavar="N", help="which simulated node (default: 1)"
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "demo":
+        # The demo builds its own settings: no .env, no LNDg or regolancer to configure.
+        from bot.demo.run import demo_main
+
+        return demo_main(args)
     try:
         settings = load_settings(args.env_file)
     except SettingsError as exc:

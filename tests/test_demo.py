@@ -1,0 +1,178 @@
+"""`regolancer-orchestrator demo` end to end: the real entry point as a child process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.daemon_process import REPO, wait_until
+from tests.fakes.telegram import FakeTelegram
+
+BANNER = "SIMULATION — no real node, no real payments"
+PAIR_LINE = re.compile(r"SRC .+ \(LOCAL \d+%\) -> TGT .+ \(LOCAL \d+%\)")
+REBALANCED = re.compile(r"rebalanced (\d+) sat .+ -> .+, fee")
+STATUS_MOVED = re.compile(rf"{BANNER} \| .*this daemon moved ([\d,]+) sats in (\d+) rebalances")
+REPORT_COUNT = re.compile(r"^rebalances by this daemon: (\d+), ([\d,]+) sats", re.MULTILINE)
+TOKEN = "123456:demo-test-token"
+CHAT = 4242
+
+
+class Demo:
+    """`python -m bot demo` in its own working directory, its console in a file."""
+
+    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data = root / "demo-data"
+        self.log = root / "console.log"
+        environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        environment.pop("JOURNAL_STREAM", None)  # keep timestamps: the lines are read here
+        with self.log.open("wb") as console:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "demo", "--data-dir", str(self.data), *args],
+                cwd=root,
+                env=environment,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: re.Pattern[str] | str, timeout: float) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"demo exited {self.proc.returncode}:\n{self.output[-3000:]}")
+            return re.search(pattern, self.output) is not None
+
+        wait_until(seen, timeout, f"{pattern!r} in the demo's console")
+
+    def leftover_processes(self) -> list[str]:
+        """Live processes whose command line mentions the demo's data directory."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().split(") ", 1)[1][0]
+            except OSError:
+                continue
+            if str(self.data) in cmdline and state != "Z":
+                found.append(f"{entry.name}: {cmdline.strip()}")
+        return found
+
+
+def _report_totals(report: str) -> tuple[int, int]:
+    """(rebalances, sats) of this daemon from the closing report."""
+    match = REPORT_COUNT.search(report)
+    assert match is not None, report
+    return int(match.group(1)), int(match.group(2).replace(",", ""))
+
+
+def _kill(demo: Demo) -> None:
+    """A failed test must not leave a demo running."""
+    if demo.proc.poll() is None:
+        demo.proc.kill()
+        demo.proc.wait(10)
+
+
+def test_demo_runs_the_daemon_live_and_reports(tmp_path: Path) -> None:
+    demo = Demo(tmp_path, "--seconds", "25")
+    try:
+        code = demo.proc.wait(60)
+    finally:
+        _kill(demo)
+    out = demo.output
+    assert code == 0, out[-3000:]
+    assert out.startswith("=" * 78 + "\n  " + BANNER)
+    assert "cycle start (live)" in out
+    assert PAIR_LINE.search(out)
+    assert re.search(r"worker \d: started SRC", out)
+    assert [int(n) for n in REBALANCED.findall(out)]
+    # The simulated node's balances follow the daemon's rebalances.
+    assert re.search(
+        r"simulated node: rebalance by this daemon: [\d,]+ sat out of .+ \(local \d+% -> \d+%\), "
+        r"into .+ \(local \d+% -> \d+%\)",
+        out,
+    )
+    moved = [int(sats.replace(",", "")) for sats, _count in STATUS_MOVED.findall(out)]
+    assert moved[0] == 0, "the first status line is before any run"
+    assert moved[-1] > 0
+    # The report: this daemon's ledger, and the daily report with all three shares.
+    report = out[out.rindex(f"{BANNER}: report") :]
+    count, sats = _report_totals(report)
+    assert count > 0
+    assert sats > 0
+    assert re.search(r"regolancer runs: \d+ \(success \d+", report)
+    assert re.search(r"  This daemon: [1-9]\d* · ", report)
+    assert re.search(r"  LNDg: [1-9]\d* · ", report)
+    assert re.search(r"  Other tools: [1-9]\d* · ", report)
+    assert "not found in LNDg's payments" not in report  # every stat line has its payment
+    assert demo.leftover_processes() == []
+
+
+def test_ctrl_c_stops_the_demo_cleanly_with_the_report(tmp_path: Path) -> None:
+    demo = Demo(tmp_path)
+    try:
+        demo.wait_for(REBALANCED, timeout=30)
+        started = time.monotonic()
+        demo.proc.send_signal(signal.SIGINT)
+        code = demo.proc.wait(10)
+        seconds = time.monotonic() - started
+    finally:
+        _kill(demo)
+    out = demo.output
+    assert code == 0, out[-3000:]
+    assert seconds < 10
+    assert "core.daemon: stopped" in out
+    report = out[out.rindex(f"{BANNER}: report") :]
+    assert _report_totals(report)[0] >= 1
+    assert demo.leftover_processes() == []
+
+
+def test_demo_with_a_token_drives_the_chat_labelled_as_a_simulation(tmp_path: Path) -> None:
+    with FakeTelegram(token=TOKEN) as telegram:
+        demo = Demo(
+            tmp_path,
+            env={
+                "TELEGRAM_TOKEN": TOKEN,
+                "TELEGRAM_CHAT_ID": str(CHAT),
+                "TELEGRAM_API_BASE_URL": telegram.url,
+            },
+        )
+        try:
+            first = telegram.wait_for_message(CHAT, timeout=30)
+            assert BANNER in first["text"]
+            telegram.wait_for_message(CHAT, text="✅", timeout=30)
+            demo.proc.send_signal(signal.SIGINT)
+            code = demo.proc.wait(10)
+        finally:
+            _kill(demo)
+    assert code == 0, demo.output[-3000:]
+    assert "with Telegram, in chat 4242" in demo.output
+    assert TOKEN not in demo.output
+    assert demo.leftover_processes() == []
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "demo-data"
+    precious.mkdir()
+    (precious / "state.sqlite3").write_text("the operator's real state")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--data-dir", str(precious), "--seconds", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not empty and was not made by the demo" in result.stderr
+    assert (precious / "state.sqlite3").read_text() == "the operator's real state"
