@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: venv test lint typecheck unit clean demo
+.PHONY: venv test lint typecheck unit clean demo bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ unit: venv
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Benchmarks and the planner-vs-original simulation (prints figures; not part of `test`).
+bench: venv
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

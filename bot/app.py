@@ -137,9 +137,20 @@ async def run_bot(settings: Settings) -> int:
         )
         await app.start()
         assert app.updater is not None
-        await app.updater.start_polling(
-            allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, timeout=10
+        # bootstrap_retries=-1: a network blip while polling starts is retried, not fatal;
+        # raced against the stop signal so SIGTERM still ends a start that never succeeds.
+        polling = asyncio.create_task(
+            app.updater.start_polling(
+                allowed_updates=Update.ALL_TYPES,
+                drop_pending_updates=False,
+                timeout=10,
+                bootstrap_retries=-1,
+            )
         )
+        stop_wait = asyncio.create_task(stopping.wait())
+        await asyncio.wait({polling, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not polling.done():
+            polling.cancel()
         await stopping.wait()
 
         log.info("stopping: no new runs, stopping running regolancer processes")
@@ -151,7 +162,8 @@ async def run_bot(settings: Settings) -> int:
             await asyncio.wait_for(sender.flush(), FAREWELL_SECONDS)
         except TimeoutError:
             log.warning("shutdown message not delivered in time; it stays in the outbox")
-        await app.updater.stop()
+        if app.updater.running:
+            await app.updater.stop()
         await app.stop()
         await app.shutdown()
     log.info("stopped")
@@ -183,12 +195,16 @@ def _schedule(
     jobs = app.job_queue
     assert jobs is not None
 
+    # A busy event loop must delay the next cycle, never drop it as missed.
+    late_ok = {"misfire_grace_time": None}
+
     async def cycle(context: ContextTypes.DEFAULT_TYPE) -> None:
-        # Like the original: a cycle, then SLEEP_SECONDS, so cycles never overlap.
+        # A cycle, then the pause the engine asks for (SLEEP_SECONDS unless work is
+        # waiting), so cycles never overlap.
         try:
             await engine.cycle()
         finally:
-            jobs.run_once(cycle, when=settings.sleep_seconds, name="cycle")
+            jobs.run_once(cycle, when=engine.next_cycle_delay(), name="cycle", job_kwargs=late_ok)
 
     async def ledger(context: ContextTypes.DEFAULT_TYPE) -> None:
         engine.poll_ledger()
@@ -203,7 +219,7 @@ def _schedule(
     jobs.run_repeating(
         report, interval=REPORT_CHECK_SECONDS, first=5.0, name="report", job_kwargs=once
     )
-    jobs.run_once(cycle, when=1.0, name="cycle")
+    jobs.run_once(cycle, when=1.0, name="cycle", job_kwargs=late_ok)
     jobs.run_repeating(
         ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once
     )

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from core.checks import run_checks
 from core.daemon import log_event, open_services, run_headless
 from core.health import check_health
 from core.lndg import LndgClient, LndgError
+from core.logs import setup_logging
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
 from core.report import combine, format_summary
@@ -23,18 +23,6 @@ from core.settings import Settings, SettingsError, load_settings
 from core.state import StateError, StateStore, ensure_data_dir
 
 log = logging.getLogger("bot.cli")
-
-
-def setup_logging(level: str) -> None:
-    """One line per event; journald adds its own timestamps, so leave them out there."""
-    under_journald = "JOURNAL_STREAM" in os.environ
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not under_journald:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token.
-    for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.telegram_token, settings.lndg_pass]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -114,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, _secrets(settings))
     if args.command == "health":
         healthy, line = check_health(settings.database_path)
         print(line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ class Commands:
     engine: Engine
     reporter: Reporter | None = None
     next_cycle: Callable[[], float | None] = lambda: None
-    _pairs: tuple[list[Channel], list[Pair]] = field(default_factory=lambda: ([], []))
+    _pairs: tuple[list[Channel], Sequence[Pair]] = field(default_factory=lambda: ([], []))
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -141,7 +141,7 @@ class Commands:
         )
         await self.reply(update, text)
 
-    async def _fetch_pairs(self, update: Update) -> tuple[list[Channel], list[Pair]] | None:
+    async def _fetch_pairs(self, update: Update) -> tuple[list[Channel], Sequence[Pair]] | None:
         try:
             self._pairs = await self.engine.pairs()
         except Exception as exc:
@@ -200,7 +200,7 @@ class Commands:
         if fetched is None:
             return
         channels, pairs = fetched
-        planned = self.engine.plan(pairs)
+        planned = self.engine.plan(channels)
         await self.reply(update, render.dry_run_plan(planned, len(pairs), len(channels)))
 
     async def run(self, update: Update, context: Context) -> None:

@@ -7,10 +7,11 @@ and the mark can repeat a message (the one in flight).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telegram import Bot
 from telegram.constants import ParseMode
@@ -39,6 +40,9 @@ class OutboxSender:
     min_sats: int = 0
     _hold_until: float = 0.0
     _backoff: float = 1.0
+    # One flush at a time: the farewell flush at shutdown can meet the outbox job's, and two
+    # flushes reading the same pending rows would both send them.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _render(self, batch: Sequence[OutboxMessage]) -> str | None:
         if batch[0].kind != "rebalance":
@@ -49,6 +53,10 @@ class OutboxSender:
 
     async def flush(self) -> int:
         """Send what is pending; returns how many outbox rows were delivered (or dropped)."""
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         if time.monotonic() < self._hold_until:
             return 0
         done = 0

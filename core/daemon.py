@@ -167,7 +167,8 @@ async def run_headless(settings: Settings) -> int:
         scheduler = AsyncIOScheduler(event_loop=loop)
 
         async def cycle_then_sleep() -> None:
-            # Like the original: a cycle, then SLEEP_SECONDS, so cycles never overlap.
+            # A cycle, then the pause the engine asks for (SLEEP_SECONDS unless work is
+            # waiting), so cycles never overlap.
             try:
                 await engine.cycle()
             finally:
@@ -175,12 +176,16 @@ async def run_headless(settings: Settings) -> int:
                     scheduler.add_job(
                         cycle_then_sleep,
                         "date",
-                        run_date=_in(settings.sleep_seconds),
+                        run_date=_in(engine.next_cycle_delay()),
                         id="cycle",
                         replace_existing=True,
+                        # a busy event loop must delay the next cycle, never drop it
+                        misfire_grace_time=None,
                     )
 
-        scheduler.add_job(cycle_then_sleep, "date", run_date=_in(0), id="cycle")
+        scheduler.add_job(
+            cycle_then_sleep, "date", run_date=_in(0), id="cycle", misfire_grace_time=None
+        )
         scheduler.add_job(
             _poll,
             "interval",
@@ -200,8 +205,10 @@ async def run_headless(settings: Settings) -> int:
         scheduler.start()
         await stopping.wait()
         log.info("stopping: no new runs, stopping running regolancer processes")
-        scheduler.shutdown(wait=False)
+        # The engine first: the running cycle then ends by itself and records its runs
+        # as stopped, instead of being cancelled by the scheduler.
         await stop_engine(engine)
+        scheduler.shutdown(wait=False)
     log.info("stopped")
     return 0
 

@@ -1,4 +1,12 @@
-"""The engine: one cycle reads channels, plans pairs and runs regolancer for them.
+"""The engine: cycles that read channels, plan runs and keep the workers busy.
+
+A cycle (a planning round) reads the channels, logs the round plan (one pair per target, see
+`core.planner`) and then dispatches continuously: whenever a worker is free it asks the
+planner for the next pairs, from a channel snapshot refreshed after successes (at most every
+`Pacing.refresh_seconds`). Never more than MAX_WORKERS runs, never two sharing a channel.
+The cycle ends when nothing is running and nothing more can be started, or when its time
+budget is used up: then runs still going carry over into the next cycle, which the daemon
+starts at once (`next_cycle_delay`).
 
 It also turns new stat CSV lines into ledger rows. It knows nothing of Telegram or of
 scheduling: the daemon (headless or bot) calls `cycle()` and `poll_ledger()` on its timers.
@@ -23,7 +31,8 @@ from core.events import (
     RunStarted,
 )
 from core.models import Channel, Outcome, Pair, Rebalance, RunResult, short_id_to_chan_id
-from core.pairing import ChannelLookupError, build_pairs, resolve_channel
+from core.pairing import ChannelLookupError, resolve_channel
+from core.planner import PairView, Planner, PlannerConfig, count_pairs
 from core.settings import Settings
 from core.state import StateStore
 from core.statfile import StatFileError, StatPosition, read_new_lines
@@ -43,6 +52,20 @@ class Runner(Protocol):
     async def run(self, pair: Pair, worker: int) -> RunResult: ...
 
     async def stop_all(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How often a cycle looks at LNDg and how long it may last (seconds)."""
+
+    # Least time between two channel fetches within a cycle (LNDg syncs every ~20 s anyway).
+    refresh_seconds: float = 10.0
+    # A snapshot older than this is fetched again before planning, successes or not.
+    max_snapshot_age: float = 120.0
+    # With idle workers, plan again at least this often (backoffs expire, pauses end).
+    replan_seconds: float = 30.0
+    # A cycle starts no new run after this long; runs still going carry over.
+    round_budget: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +101,8 @@ class Engine:
         *,
         notify: bool = False,
         clock: Callable[[], float] = time.time,
+        planner: Planner | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -86,12 +111,17 @@ class Engine:
         self.events = events or EventBus()
         self.notify = notify
         self.clock = clock
+        self.planner = planner or Planner(PlannerConfig.from_settings(settings))
+        self.pacing = pacing or Pacing()
         self.status = EngineStatus()
         self._cycle_lock = asyncio.Lock()
-        self._cooldown: dict[tuple[str, str], float] = {}
+        self._pool: dict[asyncio.Task[RunResult], ActiveRun] = {}
         self._aliases: dict[str, str] = {}
         self._alerts: set[str] = set()
         self._stopping = False
+        self._hold = False  # a setup failure: start nothing more this cycle
+        self._moved = False  # a run succeeded since the last channel fetch
+        self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
     # --- switches -----------------------------------------------------------------------
@@ -104,6 +134,14 @@ class Engine:
     @property
     def cycle_running(self) -> bool:
         return self._cycle_lock.locked()
+
+    def next_cycle_delay(self) -> float:
+        """Seconds the daemon should wait before the next cycle, as the last one ended.
+
+        0 when the last cycle was cut by its time budget (work is waiting), else
+        SLEEP_SECONDS.
+        """
+        return self._next_delay
 
     # --- channels and pairs -------------------------------------------------------------
 
@@ -121,31 +159,19 @@ class Engine:
         self._seed_exclusions(channels)
         return channels
 
-    async def pairs(self) -> tuple[list[Channel], list[Pair]]:
-        """The channels and every pair the rule gives now, exclusions applied."""
+    async def pairs(self) -> tuple[list[Channel], PairView]:
+        """The channels and every pair the rule gives now (built lazily), exclusions applied."""
         channels = await self.channels()
-        return channels, build_pairs(channels, self.store.excluded_ids())
+        return channels, PairView(channels, self.store.excluded_ids())
 
-    def plan(self, pairs: Sequence[Pair], now: float | None = None) -> list[Pair]:
-        """One run per target, most depleted first, each with the best source available.
+    def plan(self, channels: Sequence[Channel], now: float | None = None) -> list[Pair]:
+        """The round plan: one run per target, most depleted first, each with its best source.
 
-        A source not yet given to another target is preferred, so disjoint pairs can run
-        side by side. A pair whose last run failed waits `FAILURE_COOLDOWN_SECONDS`, so the
-        next cycle tries the target's next source instead of the same dead route.
+        Sources no other target of the plan has are preferred, so the runs can go side by
+        side; pairs in backoff after failures are skipped (see `Planner.plan`).
         """
         now = self.clock() if now is None else now
-        self._cooldown = {k: until for k, until in self._cooldown.items() if until > now}
-        by_target: dict[str, list[Pair]] = {}
-        for pair in pairs:
-            if pair.key not in self._cooldown:
-                by_target.setdefault(pair.target.chan_id, []).append(pair)
-        planned: list[Pair] = []
-        used: set[str] = set()
-        for candidates in by_target.values():  # dicts keep the targets' order
-            choice = next((p for p in candidates if p.source.chan_id not in used), candidates[0])
-            used.add(choice.source.chan_id)
-            planned.append(choice)
-        return planned
+        return self.planner.plan(channels, now, self.store.excluded_ids())
 
     def _seed_exclusions(self, channels: Sequence[Channel]) -> None:
         # EXCLUDE_CHANNELS seeds the list once per entry, so a later /include sticks.
@@ -175,63 +201,73 @@ class Engine:
     async def cycle(
         self, *, dry_run: bool | None = None, ignore_pause: bool = False
     ) -> CycleFinished:
-        """One cycle: read channels, plan, run. Never two at once: a second call waits."""
+        """One cycle: read channels, plan, keep workers busy. Never two at once: a second waits."""
         async with self._cycle_lock:
             return await self._cycle(self.dry_run if dry_run is None else dry_run, ignore_pause)
 
     async def _cycle(self, dry_run: bool, ignore_pause: bool) -> CycleFinished:
         started = self.clock()
+        self._next_delay = float(self.settings.sleep_seconds)
         if self._stopping:
-            return self._finish(started, 0, [], [], [], dry_run, skipped="stopping")
+            return self._finish(started, 0, 0, [], [], dry_run, skipped="stopping")
         self.status.last_cycle_started = started
         mode = "dry run" if dry_run else "live"
         log.info("cycle start (%s)", mode)
         if self.store.is_paused(started) and not ignore_pause:
             log.info("cycle skipped: paused")
-            return self._finish(started, 0, [], [], [], dry_run, skipped="paused")
+            return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped="paused")
         try:
-            channels, pairs = await self.pairs()
+            channels = await self.channels()
         except Exception as exc:
             log.error("cycle skipped: %s", exc)
-            return self._finish(started, 0, [], [], [], dry_run, skipped=str(exc))
-        planned = self.plan(pairs)
-        log.info("%d channels, %d pairs, %d planned", len(channels), len(pairs), len(planned))
+            return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
+        self._moved = False
+        excluded = self.store.excluded_ids()
+        self.planner.prune(started)
+        planned = self.planner.plan(channels, started, excluded)
+        count = count_pairs(channels, excluded)
+        log.info("%d channels, %d pairs, %d planned", len(channels), count, len(planned))
         for pair in planned:
             log.info("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
-        results = self._dry(planned) if dry_run else await self._dispatch(planned)
+        if dry_run:
+            results = [*self._reap(), *self._dry(planned)]
+        else:
+            results = await self._dispatch(channels, planned, started, ignore_pause)
         self.poll_ledger()
-        return self._finish(started, len(channels), pairs, planned, results, dry_run)
+        return self._finish(started, len(channels), count, results, planned, dry_run)
 
     def _finish(
         self,
         started: float,
         channels: int,
-        pairs: Sequence[Pair],
-        planned: Sequence[Pair],
+        pairs: int,
         results: Sequence[RunResult],
+        planned: Sequence[Pair],
         dry_run: bool,
         skipped: str | None = None,
     ) -> CycleFinished:
         finished = self.clock()
         self.status.last_cycle_finished = finished
-        self.status.last_cycle_pairs = len(pairs)
+        self.status.last_cycle_pairs = pairs
         self.status.last_cycle_runs = len(results)
         self.store.put_value("last_cycle", f"{started}:{finished}")
         event = CycleFinished(
             started,
             finished,
             channels,
-            len(pairs),
+            pairs,
             tuple(planned),
             tuple(results),
             dry_run,
             skipped,
         )
+        carried = f", {len(self._pool)} runs carried over" if self._pool else ""
         log.info(
-            "cycle finish: %d runs in %.1fs%s",
+            "cycle finish: %d runs in %.1fs%s%s",
             len(results),
             finished - started,
             f" ({skipped})" if skipped else "",
+            carried,
         )
         self.events.emit(event)
         return event
@@ -251,38 +287,105 @@ class Engine:
             for p in planned
         ]
 
-    async def _dispatch(self, planned: Sequence[Pair]) -> list[RunResult]:
-        """Run the planned pairs on at most MAX_WORKERS workers, never two sharing a channel."""
-        waiting = list(planned)
-        free = list(range(1, self.settings.max_workers + 1))
-        busy: set[str] = set()
-        running: dict[asyncio.Task[RunResult], ActiveRun] = {}
+    def _may_start(self, ignore_pause: bool, now: float) -> bool:
+        """Whether a new run may start now (switches are read live: they act mid-cycle)."""
+        if self._stopping or self._hold or self.dry_run:
+            return False
+        return ignore_pause or not self.store.is_paused(now)
+
+    async def _dispatch(
+        self, channels: list[Channel], planned: Sequence[Pair], started: float, ignore_pause: bool
+    ) -> list[RunResult]:
+        """Keep up to MAX_WORKERS runs going, never two sharing a channel, until nothing is left.
+
+        Returns the results of the runs that ended during this cycle (including runs carried
+        over from the last one).
+        """
+        self.planner.begin_round(planned)
+        self._hold = False
+        snapshot, fetched_at = channels, started
+        deadline = started + self.pacing.round_budget
         results: list[RunResult] = []
         try:
-            while waiting or running:
-                for pair in list(waiting):
-                    if not free or self._stopping:
-                        break
-                    if pair.channels & busy:
-                        continue
-                    waiting.remove(pair)
-                    busy |= pair.channels
-                    active = ActiveRun(pair, free.pop(0), self.clock())
-                    running[asyncio.create_task(self._run(active))] = active
-                if not running:
+            while True:
+                results += self._reap()
+                now = self.clock()
+                free = self._free_workers()
+                may_start = bool(free) and now < deadline and self._may_start(ignore_pause, now)
+                want_fresh = self._moved or self.planner.awaiting_confirmation(now)
+                if may_start:
+                    age = now - fetched_at
+                    if (want_fresh and age >= self.pacing.refresh_seconds) or (
+                        age >= self.pacing.max_snapshot_age
+                    ):
+                        snapshot, fetched_at = await self._refresh(snapshot), self.clock()
+                    self._start(snapshot, free, now)
+                if not self._pool:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    active = running.pop(task)
-                    busy -= active.pair.channels
-                    free.append(active.worker)
-                    results.append(task.result())
+                if now >= deadline:
+                    self._next_delay = 0.0  # the runs still going carry over
+                    break
+                timeout = deadline - now
+                if free:  # idle workers: look again soon (backoffs end, a pause is lifted)
+                    timeout = min(timeout, self.pacing.replan_seconds)
+                    if may_start and want_fresh:
+                        timeout = min(
+                            timeout, max(fetched_at + self.pacing.refresh_seconds - now, 0)
+                        )
+                await asyncio.wait(
+                    set(self._pool), timeout=max(timeout, 0.01), return_when=asyncio.FIRST_COMPLETED
+                )
         except asyncio.CancelledError:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await self._cancel_pool()
             raise
         return results
+
+    async def _refresh(self, snapshot: list[Channel]) -> list[Channel]:
+        """A fresh channel list, or the old one while LNDg fails (the alert is raised)."""
+        try:
+            fresh = await self.channels()
+        except Exception as exc:
+            log.warning("channels not refreshed, planning on the last snapshot: %s", exc)
+            return snapshot
+        self._moved = False
+        return fresh
+
+    def _free_workers(self) -> list[int]:
+        used = {active.worker for active in self._pool.values()}
+        return [w for w in range(1, self.settings.max_workers + 1) if w not in used]
+
+    def _start(self, snapshot: Sequence[Channel], free: list[int], now: float) -> None:
+        busy: set[str] = set()
+        for active in self._pool.values():
+            busy |= active.pair.channels
+        excluded = self.store.excluded_ids()
+        for pair in self.planner.next_pairs(snapshot, busy, len(free), now, excluded):
+            active = ActiveRun(pair, free.pop(0), now)
+            self.planner.started(pair, now)
+            task = asyncio.create_task(self._run(active), name=f"worker {active.worker}")
+            self._pool[task] = active
+
+    def _reap(self) -> list[RunResult]:
+        """Results of the runs that ended (this cycle or before it), in the order they ended."""
+        done = [task for task in self._pool if task.done()]
+        results: list[RunResult] = []
+        for task in done:
+            active = self._pool.pop(task)
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:
+                log.error("worker %d: run failed: %r", active.worker, error)
+                continue
+            results.append(task.result())
+        results.sort(key=lambda r: r.ended_at)
+        return results
+
+    async def _cancel_pool(self) -> None:
+        for task in self._pool:
+            task.cancel()
+        await asyncio.gather(*self._pool, return_exceptions=True)
+        self._pool.clear()
 
     async def _run(self, active: ActiveRun) -> RunResult:
         self.status.active[active.worker] = active
@@ -292,6 +395,9 @@ class Engine:
             result = await self.runner.run(active.pair, active.worker)
         finally:
             self.status.active.pop(active.worker, None)
+        self.planner.finished(active.pair, result, self.clock())
+        if result.outcome == Outcome.SUCCESS:
+            self._moved = True
         self._record(active, result)
         return result
 
@@ -307,9 +413,8 @@ class Engine:
             result.elapsed,
             f": {result.last_line}" if result.last_line else "",
         )
-        if result.outcome.is_failure:
-            self._cooldown[active.pair.key] = self.clock() + self.settings.failure_cooldown_seconds
         if result.outcome in _SETUP_FAILURES:
+            self._hold = True
             self.alert(
                 "regolancer",
                 f"regolancer: {result.outcome.describe}: {result.last_line or 'no output'}",
@@ -385,9 +490,11 @@ class Engine:
             self.events.emit(AlertCleared(key, message))
 
     async def wait_idle(self) -> None:
-        """Wait until no cycle runs."""
+        """Wait until no cycle runs and every run (carried over ones too) has ended."""
         async with self._cycle_lock:
-            return
+            if self._pool:
+                await asyncio.wait(set(self._pool))
+                self._reap()
 
     async def stop(self) -> None:
         """Start no new cycle or run; stop every running regolancer (whole process groups)."""

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from core.models import Outcome, Pair, RunResult
 from core.regolancer_config import build_config, write_config
+from core.statfile import seal_partial_line
 
 log = logging.getLogger(__name__)
 echo_log = logging.getLogger("regolancer")
@@ -271,6 +272,8 @@ class RegolancerRunner:
         self.extra_env = dict(extra_env or {})
         self._running: set[_Running] = set()
         self._closed = False
+        self._created = time.time()
+        self._stale_removed = False
 
     @property
     def running(self) -> int:
@@ -310,6 +313,9 @@ class RegolancerRunner:
             )
         # regolancer creates the stat file but not its directory (it would only log an error).
         self.stat_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._stale_removed:
+            self._stale_removed = True
+            self._remove_stale_configs()
         worker_log = _WorkerLog(self.log_dir / f"worker-{worker}.log", self.log_max_bytes)
         try:
             config = build_config(self.template, pair, self.stat_path)
@@ -319,8 +325,37 @@ class RegolancerRunner:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     config_path.unlink()
+                self._seal_stat_file()
         finally:
             worker_log.close()
+
+    def _remove_stale_configs(self) -> None:
+        """Delete configs a killed daemon left behind (they name the macaroon and TLS files)."""
+        stale = [
+            path
+            for path in self.work_dir.glob("regolancer-*.json")
+            if path.stat().st_mtime < self._created
+        ]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if stale:
+            log.info("removed %d regolancer config(s) left by an earlier run", len(stale))
+
+    def _seal_stat_file(self) -> None:
+        """Close a stat line the run left half written, so the next one is not lost with it."""
+        try:
+            fragment = seal_partial_line(self.stat_path)
+        except OSError as exc:
+            log.debug("stat file %s not checked for a partial line: %s", self.stat_path, exc)
+            return
+        if fragment is not None:
+            log.warning(
+                "stat CSV %s ended in an incomplete line %r left by a regolancer run that is "
+                "gone; closed it so the next line stays intact",
+                self.stat_path,
+                fragment[:200],
+            )
 
     async def _run_process(
         self,

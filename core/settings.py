@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     regolancer_echo_output: bool = False
     run_timeout_seconds: int = Field(default=1800, ge=1, le=86_400)
     failure_cooldown_seconds: int = Field(default=1800, ge=0, le=7 * 86_400)
+    failure_cooldown_max_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    ping_pong_guard_seconds: int = Field(default=3600, ge=0, le=7 * 86_400)
+    max_pending_htlcs: int = Field(default=10, ge=0, le=966)
     exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Files
@@ -103,6 +107,23 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8889")
         # PTB appends the token straight to its base URL, so only LNDg's is normalised.
         return value.rstrip("/") if info.field_name == "lndg_base_url" else value
+
+    @field_validator("lndg_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        # Checked here so a bad file is one configuration line, not a traceback at start.
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=os.fspath(value))
+        except OSError as exc:  # ssl.SSLError included
+            reason = (
+                "no PEM certificate in it"
+                if isinstance(exc, ssl.SSLError)
+                else exc.strerror or str(exc)
+            )
+            raise ValueError(f"{value} cannot be used as a CA certificate: {reason}") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -7,8 +7,10 @@ caller can store each ledger row together with the position just after it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +26,7 @@ __all__ = [
     "StatPosition",
     "parse_stat_line",
     "read_new_lines",
+    "seal_partial_line",
 ]
 
 HEADER = "timestamp,from_channel,to_channel,amount_msat,fees_msat"
@@ -263,12 +266,14 @@ def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int) -> StatB
             entries.append((line, StatPosition(inode, offset)))
 
     last_newline = data.rfind(b"\n")
+    waiting = False  # a partial line longer than the budget: nothing more until it ends
     if last_newline >= 0:
         for raw in data[:last_newline].split(b"\n"):
             take(raw, len(raw) + 1)
     elif len(data) == max_bytes:
         # One line longer than the whole budget: finish it so the next call can move on.
         finished = _read_long_line(f, data)
+        waiting = finished is None
         if finished is not None:
             raw, length = finished
             if length - 1 > _MAX_LINE_BYTES:
@@ -279,7 +284,7 @@ def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int) -> StatB
                 take(raw, length)
 
     # A long line can carry `offset` past what `data` held; whichever is further counts.
-    has_more = len(data) == max_bytes and max(offset, start + len(data)) < size
+    has_more = not waiting and len(data) == max_bytes and max(offset, start + len(data)) < size
     return StatBatch(
         entries=entries,
         malformed=malformed,
@@ -287,3 +292,35 @@ def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int) -> StatB
         reset_reason=reset_reason,
         has_more=has_more,
     )
+
+
+def seal_partial_line(path: Path, lock_dir: str | None = None) -> str | None:
+    """End a stat file whose last line was left incomplete by a writer that is gone.
+
+    regolancer appends each line with one write while holding an exclusive flock on
+    `$TMPDIR/regolancer.lock` (`lock_dir`, default our TMPDIR, which the runs inherit), so
+    a fragment seen while we hold that lock belongs to no writer in progress. Without a
+    newline the next payment's line would be glued to it and both skipped as malformed.
+    Returns the fragment's text when one was closed, else None. Raises OSError.
+    """
+    lock_path = os.path.join(lock_dir or tempfile.gettempdir(), "regolancer.lock")
+    lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDONLY, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            f = path.open("rb+")
+        except FileNotFoundError:
+            return None
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return None
+            start = max(0, size - _MAX_LINE_BYTES)
+            f.seek(start)
+            tail = f.read()
+            if tail.endswith(b"\n"):
+                return None
+            f.write(b"\n")
+            return tail[tail.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
+    finally:
+        os.close(lock_fd)  # releases the flock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -18,6 +19,26 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 FAKE_REGOLANCER = REPO / "bot" / "demo" / "regolancer.py"
 TEMPLATE = REPO / "config.template.json"
+
+
+# prctl(PR_CAPBSET_DROP) and the capabilities that let root ignore file modes.
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+
+
+def honour_file_modes() -> None:
+    """preexec_fn: make the child obey file modes even when the tests run as root (CI does).
+
+    Root keeps its uid but loses the two capabilities that override read/write permission
+    checks, so `chmod 000` or a 0500 directory means to it what it means to a service user.
+    """
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -114,10 +135,19 @@ class Node:
 class Daemon:
     """`python -m bot ARGS` as a child process, its output in a file."""
 
-    def __init__(self, node: Node, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *args: str,
+        env: dict[str, str] | None = None,
+        file_modes: bool = False,
+    ) -> None:
         self.node = node
         self.args = args or ("run",)
         self.env = {**node.env, **(env or {})}
+        # True: the daemon obeys file modes even as root (see honour_file_modes).
+        self.file_modes = file_modes
+        self.started_at = 0.0
         self.log_path = node.root / f"daemon-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,7 +160,9 @@ class Daemon:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=honour_file_modes if self.file_modes else None,
         )
+        self.started_at = time.time()
         log.close()
         return self
 
@@ -183,9 +215,13 @@ def running(node: Node, *args: str, env: dict[str, str] | None = None) -> Iterat
 
 
 def run_cli(
-    node: Node, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    node: Node,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    file_modes: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a one-shot subcommand to completion."""
+    """Run a one-shot subcommand to completion (`file_modes`: see honour_file_modes)."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         cwd=node.root,
@@ -194,6 +230,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=honour_file_modes if file_modes else None,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import Engine
+from core.engine import Engine, Pacing
 from core.events import (
     AlertCleared,
     AlertRaised,
@@ -28,7 +28,10 @@ class ScriptedRunner:
 
     def __init__(self, delay: float = 0.02) -> None:
         self.delay = delay
+        self.delays: dict[tuple[str, str], float] = {}
         self.outcomes: dict[tuple[str, str], Outcome] = {}
+        self.ended: list[tuple[str, str]] = []
+        self.on_success: list[Any] = []
         self.started: list[tuple[str, str]] = []
         self.active: set[tuple[str, str]] = set()
         self.max_active = 0
@@ -47,9 +50,13 @@ class ScriptedRunner:
             if outcome is Outcome.STOPPED:  # hang until stop_all
                 await self.stopped.wait()
             else:
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(self.delays.get(pair.key, self.delay))
         finally:
             self.active.discard(pair.key)
+            self.ended.append(pair.key)
+        if outcome is Outcome.SUCCESS:
+            for callback in self.on_success:
+                callback(pair)
         return RunResult(pair.source.chan_id, pair.target.chan_id, 1.0, 2.0, 0, outcome, "")
 
     async def stop_all(self) -> None:
@@ -70,14 +77,18 @@ class Node:
 
 
 def make_engine(
-    tmp_path: Path, node: Node, runner: ScriptedRunner, **settings: Any
+    tmp_path: Path,
+    node: Node,
+    runner: ScriptedRunner,
+    pacing: Pacing | None = None,
+    **settings: Any,
 ) -> tuple[Engine, list[Event]]:
     config: Settings = load_settings(None, data_dir=tmp_path, **settings)
     events: list[Event] = []
     bus = EventBus()
     bus.subscribe(events.append)
     store = StateStore(tmp_path / "state.sqlite3")
-    return Engine(config, store, node.fetch, runner, bus), events
+    return Engine(config, store, node.fetch, runner, bus, pacing=pacing), events
 
 
 def star_node() -> list[Channel]:
@@ -112,14 +123,20 @@ async def test_workers_bounded_and_disjoint_pairs_run_together(tmp_path: Path) -
     assert len({s for s, _ in runner.started}) == 6
 
 
-async def test_failed_pair_cools_down_and_the_next_source_is_tried(tmp_path: Path) -> None:
+async def test_failed_pair_backs_off_and_the_next_source_is_tried_at_once(
+    tmp_path: Path,
+) -> None:
     runner = ScriptedRunner()
     runner.outcomes[("3", "11")] = Outcome.NO_ROUTE
     node = Node([c for c in star_node() if c.chan_id in {"1", "2", "3", "11"}])
     engine, _ = make_engine(tmp_path, node, runner, failure_cooldown_seconds=600)
-    await engine.cycle()
-    await engine.cycle()
+    first = await engine.cycle()
+    # same cycle: the next source right after the failure, then the target waits for LNDg
     assert runner.started == [("3", "11"), ("2", "11")]
+    assert [r.outcome for r in first.results] == [Outcome.NO_ROUTE, Outcome.SUCCESS]
+    second = await engine.cycle()
+    assert [p.key for p in second.planned] == [("2", "11")]  # (3, 11) still backs off
+    assert runner.started[2:] == [("2", "11")]
 
 
 async def test_dry_run_starts_nothing(tmp_path: Path) -> None:
@@ -166,17 +183,19 @@ async def test_lndg_outage_alerts_once_and_recovers(tmp_path: Path) -> None:
     assert [e.key for e in events if isinstance(e, AlertCleared)] == ["lndg"]
 
 
-async def test_setup_failures_alert_and_recover(tmp_path: Path) -> None:
+async def test_setup_failures_alert_hold_the_cycle_and_recover(tmp_path: Path) -> None:
     runner = ScriptedRunner()
     runner.outcomes[("3", "11")] = Outcome.LND_ERROR
     node = Node([c for c in star_node() if c.chan_id in {"3", "11", "12"}])
     engine, events = make_engine(tmp_path, node, runner, max_workers=1)
     await engine.cycle()
-    raised = [e for e in events if isinstance(e, AlertRaised)]
-    cleared = [e for e in events if isinstance(e, AlertCleared)]
-    # the failing run raised the alert; the next successful one (3 -> 12) cleared it
-    assert [e.key for e in raised] == ["regolancer"]
-    assert [e.key for e in cleared] == ["regolancer"]
+    # LND is down for every pair: the cycle starts nothing more after the first failure
+    assert runner.started == [("3", "11")]
+    assert [e.key for e in events if isinstance(e, AlertRaised)] == ["regolancer"]
+    del runner.outcomes[("3", "11")]  # LND is back; the pair was not blamed (no backoff)
+    await engine.cycle()
+    assert runner.started[1] == ("3", "11")
+    assert [e.key for e in events if isinstance(e, AlertCleared)] == ["regolancer"]
 
 
 async def test_exclusions_seeded_from_environment_once(tmp_path: Path) -> None:
@@ -233,3 +252,95 @@ async def test_ledger_rows_queue_messages_only_when_notifying(tmp_path: Path, no
     engine.settings.stat_path.write_text("1764021421,3,11,50000000,12500\n")
     engine.poll_ledger()
     assert len(engine.store.pending_messages()) == (1 if notify else 0)
+
+
+def moving_node(channels: list[Channel], runner: ScriptedRunner, amount: int = 50_000) -> Node:
+    """A node whose balances follow the runner's successes, as LNDg would show them."""
+    node = Node(channels)
+
+    def move(pair: Pair) -> None:
+        for i, c in enumerate(node.channels):
+            if c.chan_id == pair.source.chan_id:
+                node.channels[i] = c.model_copy(update={"local_balance": c.local_balance - amount})
+            elif c.chan_id == pair.target.chan_id:
+                node.channels[i] = c.model_copy(update={"local_balance": c.local_balance + amount})
+
+    runner.on_success.append(move)
+    return node
+
+
+async def test_a_free_worker_starts_the_next_pair_without_waiting_for_the_slowest(
+    tmp_path: Path,
+) -> None:
+    runner = ScriptedRunner(delay=0.02)
+    runner.delays[("3", "11")] = 0.5  # one slow run must not hold the others back
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, max_workers=2)
+    report = await engine.cycle()
+    assert runner.started == [("3", "11"), ("2", "12"), ("1", "13"), ("3", "14")]
+    # 12 and 13 ran one after the other on the second worker while 11 was still running
+    assert runner.ended[:2] == [("2", "12"), ("1", "13")]
+    assert runner.overlaps == []
+    assert len(report.results) == 4
+
+
+async def test_a_target_is_served_again_once_lndg_shows_the_move(tmp_path: Path) -> None:
+    runner = ScriptedRunner()
+    sources = [channel(1, local_balance=1_000_000, remote_balance=0)]
+    target = channel(11, local_balance=0, auto_rebalance=True)  # needs 200,000 to leave
+    node = moving_node([*sources, target], runner, amount=50_000)
+    pacing = Pacing(refresh_seconds=0)
+    engine, _ = make_engine(tmp_path, node, runner, pacing=pacing, max_workers=2)
+    report = await engine.cycle()
+    # 0 -> 50k -> 100k -> 150k -> 200k (20%, no longer a target): four runs, one cycle
+    assert runner.started == [("1", "11")] * 4
+    assert len(report.results) == 4
+    assert engine.next_cycle_delay() == engine.settings.sleep_seconds
+
+
+async def test_pausing_mid_cycle_starts_nothing_new(tmp_path: Path) -> None:
+    runner = ScriptedRunner(delay=0.1)
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, max_workers=1)
+    cycle = asyncio.create_task(engine.cycle())
+    while not runner.active:
+        await asyncio.sleep(0.01)
+    engine.store.pause()
+    report = await asyncio.wait_for(cycle, 2)
+    assert runner.started == [("3", "11")]
+    assert [r.outcome for r in report.results] == [Outcome.SUCCESS]
+
+
+async def test_a_cycle_cut_by_its_budget_carries_runs_over(tmp_path: Path) -> None:
+    runner = ScriptedRunner(delay=0.02)
+    runner.delays[("3", "11")] = 0.45
+    pacing = Pacing(round_budget=0.3)
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, pacing, max_workers=3)
+    first = await engine.cycle()
+    assert ("3", "11") in runner.active  # still running, not waited for
+    assert engine.next_cycle_delay() == 0
+    assert {(r.source, r.target) for r in first.results} == {("2", "12"), ("1", "13")}
+    second = await engine.cycle()
+    # the new cycle adopted the run (its result is the new cycle's) and served 14 too
+    assert ("3", "11") in {(r.source, r.target) for r in second.results}
+    assert "14" in {target for _, target in runner.started}
+    assert runner.overlaps == []
+    assert len(engine.store.runs()) == len(runner.started)
+
+
+async def test_busy_htlc_channels_are_skipped(tmp_path: Path) -> None:
+    runner = ScriptedRunner()
+    channels = star_node()
+    channels[2] = channels[2].model_copy(update={"htlc_count": 30})  # source 3
+    engine, _ = make_engine(tmp_path, Node(channels), runner, max_pending_htlcs=10)
+    await engine.cycle()
+    assert all("3" not in key for key in runner.started)
+
+
+async def test_dry_run_switched_on_mid_cycle_starts_nothing_new(tmp_path: Path) -> None:
+    runner = ScriptedRunner(delay=0.1)
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, max_workers=1)
+    cycle = asyncio.create_task(engine.cycle())
+    while not runner.active:
+        await asyncio.sleep(0.01)
+    engine.store.dry_run = True
+    await asyncio.wait_for(cycle, 2)
+    assert runner.started == [("3", "11")]

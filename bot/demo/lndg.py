@@ -42,6 +42,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import traceback
@@ -646,7 +647,10 @@ class FakeLndg:
         password: str = "secret",  # noqa: S107 - a loopback stand-in's fixed login
         nologin: bool = False,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: a server-side SSLContext (certificate loaded) to serve HTTPS, as LNDg does
+        behind a reverse proxy with a self-signed certificate."""
         self.channels: list[dict[str, Any]] = sample_channels() if channels is None else channels
         self.payments: list[dict[str, Any]] = sample_payments() if payments is None else payments
         self.rebalancer: list[dict[str, Any]] = (
@@ -661,10 +665,13 @@ class FakeLndg:
         self.error_body: dict[str, Any] = {"detail": "database is locked"}
         self.dropped_fields: tuple[str, ...] = ("capacity",)
         self.fault_count: int | None = None
+        # LNDg sets no max_limit; a proxy or a future version may cap pages like this.
+        self.max_limit: int | None = None
         self.max_concurrent = 0  # most requests ever in progress at once
         self._fault: str | None = None
         self._in_flight = 0
         self._requested_port = port
+        self._tls = tls
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -698,8 +705,8 @@ class FakeLndg:
 
     @property
     def url(self) -> str:
-        """Base URL like `http://127.0.0.1:PORT` (no trailing slash, no credentials)."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL like `http://127.0.0.1:PORT` (https with `tls`; no trailing slash)."""
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
         """Bind and serve in a daemon thread; returns self."""
@@ -707,6 +714,11 @@ class FakeLndg:
             return self
         self._stopping.clear()
         self._server = _Server(self, ("127.0.0.1", self._requested_port))
+        if self._tls is not None:
+            # The handshake happens in the handler thread, so one stuck client blocks no other.
+            self._server.socket = self._tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -906,6 +918,8 @@ class FakeLndg:
             return _json_reply(400, errors)
         rows = _order_rows(kind, rows)
         limit, offset = _parse_limit(query), _parse_offset(query)
+        if self.max_limit is not None:  # DRF's LimitOffsetPagination.max_limit
+            limit = min(limit, self.max_limit)
         count = len(rows)
         page = [] if count == 0 or offset > count else rows[offset : offset + limit]
         # DRF's LimitOffsetPagination.get_next_link / get_previous_link.
@@ -1079,8 +1093,9 @@ class _Server(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out and hung up is expected in fault tests, not an error.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        # A client that timed out and hung up, or refused our certificate, is expected in
+        # fault tests, not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
             return
         super().handle_error(request, client_address)
 

@@ -13,7 +13,8 @@ JSON file named by FAKE_REGOLANCER_SCENARIO, re-read on every invocation:
                  "delay": 0.1},
      "pairs": {"<from chan_id>><to chan_id>": {"outcome": "no_route"}}}
 
-A pair's entry is merged over "default". Outcomes:
+A pair's entry is merged over "default", then one entry picked at random from its "random"
+list, if any (e.g. `"random": [{"outcome": "crash"}, {"outcome": "success"}]`). Outcomes:
     success            `steps` stat lines (rapid rebalance doubles the amount), each after
                        `delay` seconds; exit 0 (or `exit_code`, e.g. 2 after steps)
     no_route           exit 1, "Error during picking channel: no routes"
@@ -29,8 +30,12 @@ A pair's entry is merged over "default". Outcomes:
     half_line          writes a stat line without its newline, exit 0
     slow               sleeps `sleep` (default `delay`) seconds, then one success
 
+`"unique_amounts": true` adds the stat file's line count (taken under the lock) to every
+paid amount in sats, so each stat line, and each chat message about it, is told apart.
+
 Every invocation appends one JSON line to FAKE_REGOLANCER_RECORD (if set), under flock:
-pid, pgid, start, end, argv, config, outcome, exit_code, env_keys, no_color, grandchild_pid.
+pid, pgid, start, end, argv, config, outcome, exit_code, env_keys, no_color, grandchild_pid,
+config_mode (of the config file, as read), ppid.
 A process killed by SIGKILL records nothing.
 """
 
@@ -39,10 +44,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 STAT_HEADER = b"timestamp,from_channel,to_channel,amount_msat,fees_msat\n"
@@ -116,6 +123,7 @@ class Run:
     def __init__(self) -> None:
         self.start = time.time()
         self.config: dict[str, Any] | None = None
+        self.config_mode: str | None = None
         self.outcome = "config_error"
         self.grandchild_pid: int | None = None
 
@@ -143,6 +151,8 @@ class Run:
             "env_keys": sorted(os.environ),
             "no_color": os.environ.get("NO_COLOR"),
             "grandchild_pid": self.grandchild_pid,
+            "config_mode": self.config_mode,
+            "ppid": os.getppid(),
         }
         line = (json.dumps(entry) + "\n").encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -255,6 +265,7 @@ def load_config(path: str) -> dict[str, Any]:
     if ".toml" in path:
         fatal(f"Error opening config file {path}: toml: this fake only speaks JSON")
     try:
+        RUN.config_mode = oct(os.stat(path).st_mode & 0o777)
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
@@ -326,11 +337,16 @@ def load_scenario(source: int, target: int) -> dict[str, Any]:
     spec: dict[str, Any] = {"outcome": "success", "fee_sat": 12, "delay": 0.1}
     spec.update(scenario.get("default", {}))
     spec.update(scenario.get("pairs", {}).get(f"{source}>{target}", {}))
+    choices = spec.pop("random", None)
+    if choices:
+        spec.update(random.choice(choices))
     return spec
 
 
-def append_stat(path: str, line: bytes) -> None:
-    """Append one line like regolancer: flock on $TMPDIR/regolancer.lock, one write."""
+def append_stat(path: str, line: bytes | Callable[[int], bytes]) -> None:
+    """Append one line like regolancer: flock on $TMPDIR/regolancer.lock, one write.
+
+    `line` may be a function of the file's current line count (read under the lock)."""
     if not path:
         return
     lock_fd = os.open(
@@ -347,6 +363,9 @@ def append_stat(path: str, line: bytes) -> None:
         try:
             if not existed:
                 os.write(fd, STAT_HEADER)
+            if callable(line):
+                with open(path, "rb") as current:
+                    line = line(current.read().count(b"\n"))
             os.write(fd, line)
         finally:
             os.close(fd)
@@ -354,11 +373,18 @@ def append_stat(path: str, line: bytes) -> None:
         os.close(lock_fd)  # releases the flock
 
 
-def pay(config: dict[str, Any], source: int, target: int, amount: int, fee: int) -> None:
+def pay(
+    config: dict[str, Any], source: int, target: int, amount: int, fee: int, unique: bool = False
+) -> None:
     ppm = fee * 1_000_000 // amount if amount else 0
     print(f"{source} ⇒ hop ⇒ {target}", flush=True)
-    line = b"%d,%d,%d,%d,%d\n" % (int(time.time()), source, target, amount * 1000, fee * 1000)
-    append_stat(str(config.get("stat") or ""), line)
+    now = int(time.time())
+
+    def line(seq: int) -> bytes:
+        paid = amount + (seq if unique else 0)
+        return b"%d,%d,%d,%d,%d\n" % (now, source, target, paid * 1000, fee * 1000)
+
+    append_stat(str(config.get("stat") or ""), line if unique else line(0))
     log(f"Success! Paid {fee} in fees, {ppm} ppm")
 
 
@@ -376,7 +402,7 @@ def succeed(config: dict[str, Any], spec: dict[str, Any], source: int, target: i
             amount, fee = amount * 2, fee * 2
             log(f"Rapid rebalance attempt {step}, amount: {amount}")
         time.sleep(delay)
-        pay(config, source, target, amount, fee)
+        pay(config, source, target, amount, fee, bool(spec.get("unique_amounts")))
         total += amount
     if steps > 1:
         log(f"{steps - 1} rapid rebalances were successful, total amount: {total}")

@@ -29,11 +29,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bot.cli import setup_logging
 from bot.demo.lndg import FakeLndg
 from bot.demo.node import MIN_AMOUNT, Move, Simulation, build_channels
 from core.daemon import run_headless
 from core.lndg import LndgClient, LndgError
+from core.logs import setup_logging
 from core.regolancer_config import TemplateError
 from core.report import format_fee, format_sats, format_summary
 from core.reporting import Reporter

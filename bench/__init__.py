@@ -1,0 +1,1 @@
+"""Benchmarks and the planner-vs-original simulation: `python -m bench` (or `make bench`)."""

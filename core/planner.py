@@ -1,0 +1,455 @@
+"""Which regolancer runs to start next: per target, most depleted first, best source first.
+
+Pure: no I/O and no clock of its own (the engine passes channels and `now`). The planner
+never builds the cross product of sources and targets: it sorts both lists once per call and
+walks the targets, giving each the first acceptable source, so a call costs about
+O(n log n) in the number of channels plus what it has to skip.
+
+Order. Targets go most depleted first, except that a target whose runs keep failing (its
+record says fewer than one in four succeeds) goes to the back of the queue. For a target, the
+source of its last success comes first (a route known to work); then sources by their record
+(the share of their runs that succeeded, from a neutral start), equal records by surplus.
+The records decay, so a channel's bad day is forgotten. Nothing is ever left idle by this: a
+demoted target still gets a worker when nothing better is waiting.
+
+What else it remembers between calls:
+- per pair, an exponential backoff after failed runs (reset by a success);
+- per channel, the role it last had (the ping-pong guard: a recent target is no source, and
+  a recent source no target, for `ping_pong_seconds`);
+- per round (one engine cycle), what each target already had: a target whose run succeeded
+  gets its next run only once LNDg shows its balance moved; one whose runs failed tries its
+  next untried sources, yielding to other targets after `failures_per_round` failures.
+
+Channels with more than `max_pending_htlcs` HTLCs in flight are left alone: their balances
+are about to change and a rebalance through them fails more often.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import overload
+
+from core.models import Channel, Outcome, Pair, RunResult
+from core.pairing import is_source, is_target, is_usable, make_pair, sources, targets
+from core.settings import Settings
+
+# Outcomes that tell nothing about the pair: the node or the setup failed, or we stopped it.
+_NEUTRAL = frozenset({Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING})
+# regolancer's answer when, by its own live balances, the pair no longer qualifies.
+NOT_QUALIFIED_MARKER = "no channelpairs available"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerConfig:
+    """The planner's knobs; `from_settings` maps the first four to environment variables.
+
+    The switches after them exist for the simulation (`bench/simulate.py`), which measures
+    what each part of the policy is worth; the defaults are the daemon's policy.
+    """
+
+    backoff_seconds: float = 1800.0
+    backoff_max_seconds: float = 86_400.0
+    ping_pong_seconds: float = 3600.0
+    max_pending_htlcs: int = 10
+    failures_per_round: int = 3
+    confirm_seconds: float = 90.0
+    # A record keeps this share of its weight at each new outcome (about 20 outcomes).
+    record_decay: float = 0.95
+    # A target whose record is below this (e.g. 3 failures, no success) waits at the back.
+    poor_record: float = 0.25
+    follow_plan: bool = True
+    prefer_proven: bool = True
+    rank_sources: bool = True
+    demote_targets: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlannerConfig:
+        return cls(
+            backoff_seconds=settings.failure_cooldown_seconds,
+            backoff_max_seconds=max(
+                settings.failure_cooldown_max_seconds, settings.failure_cooldown_seconds
+            ),
+            ping_pong_seconds=settings.ping_pong_guard_seconds,
+            max_pending_htlcs=settings.max_pending_htlcs,
+        )
+
+
+@dataclass(slots=True)
+class Backoff:
+    """A pair's consecutive failures and the time it may run again."""
+
+    failures: int
+    until: float
+
+
+@dataclass(slots=True)
+class Record:
+    """A channel's recent run outcomes, decayed: its success rate from a neutral start."""
+
+    wins: float = 0.0
+    losses: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return (self.wins + 1) / (self.wins + self.losses + 2)
+
+
+@dataclass(slots=True)
+class _TargetRound:
+    """What a target already had in the current round."""
+
+    seen_local: int  # its effective local balance when its last run was planned
+    tried: set[str] = field(default_factory=set)  # sources tried since its balance moved
+    failures: int = 0
+    succeeded_at: float | None = None  # a success LNDg has not shown yet
+    running: bool = False
+
+
+class Planner:
+    """Plans runs from channel snapshots; remembers backoffs, records, roles and the round."""
+
+    def __init__(self, config: PlannerConfig | None = None) -> None:
+        self.config = config or PlannerConfig()
+        self._backoff: dict[tuple[str, str], Backoff] = {}
+        self._records: dict[str, Record] = {}
+        self._proven: dict[str, str] = {}  # target -> source of its last successful run
+        self._roles: dict[str, tuple[bool, float]] = {}  # chan_id -> (was a target, when)
+        self._round: dict[str, _TargetRound] = {}
+        self._planned: dict[str, str] = {}  # target -> the source the round plan gave it
+
+    # --- memory -------------------------------------------------------------------------
+
+    def begin_round(self, plan: Iterable[Pair] = ()) -> None:
+        """Forget what targets had in the last round; their first runs follow `plan`.
+
+        A target whose run is still going (carried over) keeps it as this round's run.
+        """
+        self._round = {t: s for t, s in self._round.items() if s.running}
+        self._planned = {
+            p.target.chan_id: p.source.chan_id for p in plan if p.target.chan_id not in self._round
+        }
+
+    def started(self, pair: Pair, now: float) -> None:
+        """A run of `pair` started; its channels are those of the snapshot it was planned on."""
+        target = pair.target.chan_id
+        state = self._round.get(target)
+        if state is None or state.seen_local != pair.target.effective_local:
+            state = self._round[target] = _TargetRound(pair.target.effective_local)
+        state.tried.add(pair.source.chan_id)
+        state.running = True
+        self._planned.pop(target, None)
+        self._roles[pair.source.chan_id] = (False, now)
+        self._roles[target] = (True, now)
+
+    def finished(self, pair: Pair, result: RunResult, now: float) -> None:
+        """A run of `pair` ended: learn from it, back the pair off after a route failure."""
+        state = self._round.get(pair.target.chan_id)
+        if state is not None:
+            state.running = False
+        outcome = result.outcome
+        source, target = pair.key
+        if outcome == Outcome.SUCCESS:
+            self._backoff.pop(pair.key, None)
+            self._proven[target] = source
+            self._learn(source, won=True)
+            self._learn(target, won=True)
+            if state is not None:
+                state.succeeded_at = now
+            return
+        if outcome in _NEUTRAL:
+            return
+        if state is not None:
+            state.failures += 1
+        if NOT_QUALIFIED_MARKER in result.last_line.lower():
+            return  # regolancer saw fresher balances than our snapshot: no route was tried
+        if self._proven.get(target) == source:
+            del self._proven[target]
+        self._learn(source, won=False)
+        self._learn(target, won=False)
+        entry = self._backoff.get(pair.key)
+        failures = 1 if entry is None else entry.failures + 1
+        wait = min(
+            self.config.backoff_seconds * 2 ** min(failures - 1, 30),
+            self.config.backoff_max_seconds,
+        )
+        self._backoff[pair.key] = Backoff(failures, now + wait)
+
+    def _learn(self, chan_id: str, *, won: bool) -> None:
+        record = self._records.setdefault(chan_id, Record())
+        record.wins *= self.config.record_decay
+        record.losses *= self.config.record_decay
+        if won:
+            record.wins += 1
+        else:
+            record.losses += 1
+
+    def record(self, chan_id: str) -> Record:
+        """The channel's record (a fresh one if it never ran)."""
+        return self._records.get(chan_id) or Record()
+
+    def backoff(self, key: tuple[str, str], now: float) -> Backoff | None:
+        """The pair's backoff if it is still waiting at `now`."""
+        entry = self._backoff.get(key)
+        return entry if entry is not None and entry.until > now else None
+
+    def awaiting_confirmation(self, now: float) -> bool:
+        """True while a recent success of this round is not visible in LNDg's balances yet."""
+        limit = now - self.config.confirm_seconds
+        return any(
+            s.succeeded_at is not None and s.succeeded_at >= limit for s in self._round.values()
+        )
+
+    def prune(self, now: float) -> None:
+        """Drop backoffs and roles that no longer matter (keeps memory flat on big nodes)."""
+        keep = now - self.config.backoff_max_seconds
+        self._backoff = {k: b for k, b in self._backoff.items() if b.until > keep}
+        horizon = now - self.config.ping_pong_seconds
+        self._roles = {c: r for c, r in self._roles.items() if r[1] > horizon}
+
+    # --- planning -----------------------------------------------------------------------
+
+    def candidates(
+        self, channels: Iterable[Channel], now: float, excluded: Collection[str] = ()
+    ) -> tuple[list[Channel], list[Channel]]:
+        """Sources and targets the guards allow, in the order they are offered (see above)."""
+        allowed = [c for c in channels if c.htlc_count <= self.config.max_pending_htlcs]
+        guard = now - self.config.ping_pong_seconds
+        recent = {c: was_target for c, (was_target, at) in self._roles.items() if at > guard}
+        found_sources = [s for s in sources(allowed, excluded) if not recent.get(s.chan_id, False)]
+        found_targets = [t for t in targets(allowed, excluded) if recent.get(t.chan_id, True)]
+        # Both lists are sorted already (surplus, depletion); these sorts are stable.
+        if self.config.rank_sources and self._records:
+            found_sources.sort(key=lambda c: -self.record(c.chan_id).score)
+        if self.config.demote_targets and self._records:
+            poor = self.config.poor_record
+            found_targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
+        return found_sources, found_targets
+
+    def plan(
+        self, channels: Iterable[Channel], now: float, excluded: Collection[str] = ()
+    ) -> list[Pair]:
+        """The round plan: one run per target, most depleted first, each with its best source.
+
+        The source of the target's last success comes first (a route known to work). Else a
+        source no other target of the plan has is preferred, so the plan's runs can go side
+        by side; a target left without one gets the best source anyway (it waits for it).
+        Pairs in backoff are skipped. This is what /dryrun shows and what a round starts with.
+        """
+        ordered_sources, ordered_targets = self.candidates(channels, now, excluded)
+        by_id = {s.chan_id: s for s in ordered_sources}
+        # Known-good routes first: each source goes to the most depleted target it served.
+        proven: dict[str, Pair] = {}
+        used: set[str] = set()
+        for target in ordered_targets:
+            pair = self._proven_pair(target, by_id, now)
+            if pair is not None and pair.source.chan_id not in used:
+                proven[target.chan_id] = pair
+                used.add(pair.source.chan_id)
+        first_free = 0
+        planned: list[Pair] = []
+        for target in ordered_targets:
+            pair = proven.get(target.chan_id)
+            if pair is None:
+                while (
+                    first_free < len(ordered_sources)
+                    and ordered_sources[first_free].chan_id in used
+                ):
+                    first_free += 1
+                pair = self._first_source(
+                    target, ordered_sources, first_free, now, skip=used
+                ) or self._first_source(target, ordered_sources, 0, now)
+            if pair is not None:
+                used.add(pair.source.chan_id)
+                planned.append(pair)
+        return planned
+
+    def next_pairs(
+        self,
+        channels: Iterable[Channel],
+        busy: Collection[str],
+        free_workers: int,
+        now: float,
+        excluded: Collection[str] = (),
+    ) -> list[Pair]:
+        """Up to `free_workers` pairs to start now, disjoint from `busy` and from each other.
+
+        Targets go most depleted first. A target's first run of the round takes the source
+        the round plan gave it (waiting while that source is busy); later runs take the best
+        free source. A target whose last run succeeded waits until the snapshot shows its
+        balance moved; one whose runs failed tries sources it has not tried since.
+        """
+        if free_workers <= 0:
+            return []
+        ordered_sources, ordered_targets = self.candidates(channels, now, excluded)
+        self._observe(ordered_targets)
+        by_id = {s.chan_id: s for s in ordered_sources}
+        taken: set[str] = set(busy)
+        picked: list[Pair] = []
+        # Targets that failed `failures_per_round` times this round yield to the others, and
+        # go on with their untried sources only when a worker has nothing better to do.
+        cap = self.config.failures_per_round
+        patient = [t for t in ordered_targets if not self._capped(t.chan_id, cap)]
+        yielding = [t for t in ordered_targets if self._capped(t.chan_id, cap)]
+        for target in (*patient, *yielding):
+            if len(picked) >= free_workers:
+                break
+            if target.chan_id in taken:
+                continue
+            pair = self._pick(target, ordered_sources, by_id, taken, now)
+            if pair is not None:
+                picked.append(pair)
+                taken |= pair.channels
+        return picked
+
+    def _capped(self, target: str, cap: int) -> bool:
+        state = self._round.get(target)
+        return state is not None and state.failures >= cap
+
+    def _observe(self, current_targets: Sequence[Channel]) -> None:
+        """Update the round memory from a snapshot: moved balances make a target fresh."""
+        locals_now = {t.chan_id: t.effective_local for t in current_targets}
+        for chan_id in list(self._round):
+            state = self._round[chan_id]
+            if state.running:
+                continue
+            local = locals_now.get(chan_id)
+            if local is None:  # no longer a target (refilled, excluded or closed)
+                del self._round[chan_id]
+            elif local != state.seen_local:
+                self._round[chan_id] = _TargetRound(local)
+
+    def _pick(
+        self,
+        target: Channel,
+        ordered_sources: Sequence[Channel],
+        by_id: dict[str, Channel],
+        taken: Collection[str],
+        now: float,
+    ) -> Pair | None:
+        state = self._round.get(target.chan_id)
+        if state is not None and state.succeeded_at is not None:
+            return None  # wait until LNDg shows what the success moved
+        planned = self._planned.get(target.chan_id) if self.config.follow_plan else None
+        if planned is not None:
+            source = by_id.get(planned)
+            if source is not None and self._acceptable(source, target, now):
+                return make_pair(source, target) if source.chan_id not in taken else None
+        tried = state.tried if state is not None else set()
+        proven = self._proven_pair(target, by_id, now)
+        if proven is not None and not ({proven.source.chan_id} & (set(taken) | tried)):
+            return proven
+        return self._first_source(target, ordered_sources, 0, now, skip=taken, tried=tried)
+
+    def _proven_pair(self, target: Channel, by_id: dict[str, Channel], now: float) -> Pair | None:
+        """The target's last successful pair, if its source is still an acceptable source."""
+        if not self.config.prefer_proven:
+            return None
+        source = by_id.get(self._proven.get(target.chan_id, ""))
+        if source is None or not self._acceptable(source, target, now):
+            return None
+        return make_pair(source, target)
+
+    def _first_source(
+        self,
+        target: Channel,
+        ordered_sources: Sequence[Channel],
+        start: int,
+        now: float,
+        *,
+        skip: Collection[str] = (),
+        tried: Collection[str] = (),
+    ) -> Pair | None:
+        for index in range(start, len(ordered_sources)):
+            source = ordered_sources[index]
+            if source.chan_id in skip or source.chan_id in tried:
+                continue
+            if self._acceptable(source, target, now):
+                return make_pair(source, target)
+        return None
+
+    def _acceptable(self, source: Channel, target: Channel, now: float) -> bool:
+        if source.remote_pubkey == target.remote_pubkey or source.chan_id == target.chan_id:
+            return False
+        return self.backoff((source.chan_id, target.chan_id), now) is None
+
+
+def count_pairs(channels: Iterable[Channel], excluded: Collection[str] = ()) -> int:
+    """How many pairs the rule gives (`len(build_pairs(...))`), in O(n) without sorting."""
+    source_peers: dict[str, int] = {}
+    target_peers: list[str] = []
+    for channel in channels:
+        if not is_usable(channel, excluded):
+            continue
+        if is_source(channel):
+            source_peers[channel.remote_pubkey] = source_peers.get(channel.remote_pubkey, 0) + 1
+        elif is_target(channel):
+            target_peers.append(channel.remote_pubkey)
+    total = sum(source_peers.values())
+    return sum(total - source_peers.get(peer, 0) for peer in target_peers)
+
+
+class PairView(Sequence[Pair]):
+    """Every pair the rule gives, in `build_pairs` order, made only when looked at.
+
+    /pairs pages through the cross product; on a 1,500-channel node that is hundreds of
+    thousands of pairs, so they are counted in O(n) and built one page at a time.
+    """
+
+    def __init__(self, channels: Iterable[Channel], excluded: Collection[str] = ()) -> None:
+        channels = list(channels)
+        self._sources = sources(channels, excluded)
+        self._targets = targets(channels, excluded)
+        by_peer: dict[str, list[int]] = {}
+        for index, source in enumerate(self._sources):
+            by_peer.setdefault(source.remote_pubkey, []).append(index)
+        # Per target, the source positions the rule forbids (same peer), and running offsets.
+        self._skips = [by_peer.get(t.remote_pubkey, []) for t in self._targets]
+        self._offsets = [0]
+        for skips in self._skips:
+            self._offsets.append(self._offsets[-1] + len(self._sources) - len(skips))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> Pair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Pair]: ...
+
+    def __getitem__(self, index: int | slice) -> Pair | list[Pair]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("pair index out of range")
+        return self._at(index)
+
+    def __iter__(self) -> Iterator[Pair]:
+        for target, skips in zip(self._targets, self._skips, strict=True):
+            for position, source in enumerate(self._sources):
+                if position not in skips:
+                    yield _pair(source, target)
+
+    def _at(self, index: int) -> Pair:
+        # Binary search for the target, then step over its forbidden sources (rarely any).
+        low, high = 0, len(self._targets) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._offsets[middle] <= index:
+                low = middle
+            else:
+                high = middle - 1
+        position = index - self._offsets[low]
+        for skipped in self._skips[low]:
+            if skipped <= position:
+                position += 1
+        return _pair(self._sources[position], self._targets[low])
+
+
+def _pair(source: Channel, target: Channel) -> Pair:
+    pair = make_pair(source, target)
+    assert pair is not None  # PairView skipped every forbidden combination
+    return pair

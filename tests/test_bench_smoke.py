@@ -1,0 +1,52 @@
+"""`python -m bench --quick` runs and prints every figure (values are not asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One pattern per figure the issue asks for; each must be printed.
+FIGURES = [
+    r"^sim 40 channels .*: sats/h into targets below band, .*daemon [\d,]+, baseline [\d,]+, "
+    r"ratio [\d.]+x",
+    r"^sim 150 channels .*: time until the targets were within their band: daemon 90 % after ",
+    r"^sim 150 channels .*: attempts wasted .*: daemon [\d,]+ of [\d,]+ runs, baseline ",
+    r"^sim 150 channels .*: worker utilisation .*: daemon [\d.]+%, baseline [\d.]+%",
+    r"^planning 20 channels .*: cycle start [\d.]+ ms",
+    r"^planning 150 channels ",
+    r"^planning 500 channels ",
+    r"^planning 1500 channels .*next pairs [\d.]+ ms.*\[target <= 20 ms: (PASS|FAIL)\]",
+    r"^fetch 1500 channels from the loopback LNDg: \d+ ms",
+    r"^fetch \+ plan 1500 channels: \d+ ms.*\[target <= 300 ms: (PASS|FAIL)\]",
+    r"^stat line -> chat message \(6 lines\): p50 [\d.]+ s, p95 [\d.]+ s",
+    r"^idle resident memory .*: \d+ MB",
+    r"^idle CPU: [\d.]+ % of one core",
+    r"^resident memory under load .*: \d+ MB .*CPU [\d.]+ % of one core",
+    r"^summary: \d+ PASS, \d+ FAIL",
+]
+
+
+@pytest.mark.timeout(110)
+def test_quick_bench_prints_every_figure(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    missing = [f for f in FIGURES if not re.search(f, result.stdout, re.MULTILINE)]
+    assert missing == [], result.stdout
+    # every target line carries a verdict
+    verdicts = re.findall(r"\[target [^\]]+: (PASS|FAIL)\]", result.stdout)
+    assert len(verdicts) >= 8
