@@ -118,3 +118,10 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     from_file = load_settings(example)
     defaults = load_settings(None)
     assert from_file.model_dump() == defaults.model_dump()
+
+
+def test_readme_settings_table_lists_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    names = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert names == {name.upper() for name in Settings.model_fields}
