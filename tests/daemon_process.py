@@ -53,6 +53,22 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """Live (non-zombie) processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
 class Node:
     """Paths and environment of one simulated deployment in a test's tmp_path."""
 
@@ -118,18 +134,7 @@ class Node:
 
     def leftover_processes(self) -> list[str]:
         """Processes (other than the daemon) whose command line mentions this node's files."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().split(") ", 1)[1][0]
-            except OSError:
-                continue
-            if str(self.root) in cmdline and state != "Z":
-                found.append(f"{entry.name}: {cmdline.strip()}")
-        return found
+        return processes_mentioning(str(self.root))
 
 
 class Daemon:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.daemon_process import REPO, wait_until
+from tests.daemon_process import REPO, processes_mentioning, wait_until
 from tests.fakes.telegram import FakeTelegram
 
 BANNER = "SIMULATION — no real node, no real payments"
@@ -54,18 +54,7 @@ class Demo:
 
     def leftover_processes(self) -> list[str]:
         """Live processes whose command line mentions the demo's data directory."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().split(") ", 1)[1][0]
-            except OSError:
-                continue
-            if str(self.data) in cmdline and state != "Z":
-                found.append(f"{entry.name}: {cmdline.strip()}")
-        return found
+        return processes_mentioning(str(self.data))
 
 
 def _report_totals(report: str) -> tuple[int, int]:
