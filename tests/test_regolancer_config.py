@@ -18,23 +18,14 @@ from core.regolancer_config import (
     template_warnings,
     write_config,
 )
+from tests.test_pairing import channel as node_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def channel(chan_id: str, pubkey: str) -> Channel:
-    return Channel(
-        chan_id=chan_id,
-        remote_pubkey=pubkey,
-        capacity=1_000_000,
-        local_balance=500_000,
-        remote_balance=500_000,
-        is_open=True,
-        is_active=True,
-        private=False,
-        auto_rebalance=True,
-        ar_out_target=50,
-        ar_in_target=50,
+    return node_channel(
+        int(chan_id), remote_pubkey=pubkey, auto_rebalance=True, ar_out_target=50, ar_in_target=50
     )
 
 

@@ -24,6 +24,7 @@ from core.runner import (
     group_alive,
     last_meaningful_line,
 )
+from tests.test_pairing import channel as node_channel
 
 HERE = Path(__file__).resolve().parent
 FAKE = HERE.parent / "bot" / "demo" / "regolancer.py"
@@ -45,16 +46,10 @@ PANIC = [
 
 
 def channel(chan_id: str, alias: str, pubkey: str) -> Channel:
-    return Channel(
-        chan_id=chan_id,
+    return node_channel(
+        int(chan_id),
         alias=alias,
         remote_pubkey=pubkey,
-        capacity=1_000_000,
-        local_balance=500_000,
-        remote_balance=500_000,
-        is_open=True,
-        is_active=True,
-        private=False,
         auto_rebalance=True,
         ar_out_target=50,
         ar_in_target=50,
