@@ -19,6 +19,12 @@ balances read at start. If the balances changed meanwhile (another run drained t
 or filled the target) the payment fails and the run goes on until it gives up. A success
 then doubles the amount on the same route a few times (rapid rebalance). LNDg shows balances
 as of its last sync (every `lndg_sync_seconds`).
+
+History. The node has had LNDg's auto-rebalancer at work before: in the week before the
+start, each auto-rebalanced channel had `history_attempts` attempts by LNDg, each from a few
+outgoing channels at once, drawn from the same route model. The daemon reads them as it
+reads LNDg's payments and rebalancer rows (`core.history`); the original tool ignores them.
+`--history-attempts 0` starts the daemon cold.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 import random
@@ -39,6 +46,8 @@ from typing import Any
 from bench.nodes import node_channels
 from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
+from core.history import Observation, from_lndg_failures, from_payments
+from core.lndg import LndgRebalance, Payment
 from core.models import Channel, Outcome, Pair, RunResult
 from core.pairing import build_pairs, is_source, make_pair
 from core.planner import Planner, PlannerConfig
@@ -76,6 +85,7 @@ class SimConfig:
     htlc_busy_share: float = 0.03
     routing_share_per_day: float = 0.02  # of the node's capacity forwarded per day
     sources_per_run: int = 1
+    history_attempts: int = 10  # LNDg's attempts per auto-rebalanced channel in the past week
     rate_hours: float = 6.0  # sats per hour are compared over the first this many hours
 
 
@@ -248,6 +258,53 @@ class SimNode:
         return sum(amount for at, amount, _ in self.moves if at <= until)
 
     # --- what LNDg shows ------------------------------------------------------------------
+
+    def history_rows(self) -> tuple[list[Payment], list[LndgRebalance]]:
+        """LNDg's week before the start: its attempts, the succeeded ones also as payments.
+
+        Each attempt offers a few outgoing channels at once (as LNDg's auto-rebalancer does);
+        the route goes out through the first of them that works, if any.
+        """
+        rng = random.Random(f"{self.config.seed}:history")
+        start = dt.datetime.fromtimestamp(EPOCH, dt.UTC)
+        payments: list[Payment] = []
+        attempts: list[LndgRebalance] = []
+        for target in self.auto:
+            for _ in range(self.config.history_attempts):
+                when = start - dt.timedelta(seconds=rng.uniform(600, 7 * 86_400))
+                offered = rng.sample(self.plain, min(5, len(self.plain)))
+                paid = next(
+                    (s for s in offered if rng.random() < self.route_probability(s, target, -1)),
+                    None,
+                )
+                number = len(attempts) + 1
+                attempts.append(
+                    LndgRebalance(
+                        id=number,
+                        stop=when,
+                        value=self.config.amount,
+                        outgoing_chan_ids=offered,
+                        last_hop_pubkey=self.channels[target].remote_pubkey,
+                        status=2 if paid else 4,
+                    )
+                )
+                if paid:
+                    payments.append(
+                        Payment(
+                            payment_hash=f"{number:064x}",
+                            creation_date=when,
+                            value=self.config.amount,
+                            fee=0,
+                            chan_out=paid,
+                            rebal_chan=target,
+                        )
+                    )
+        return payments, attempts
+
+    async def history(self, channels: Sequence[Channel]) -> list[Observation]:
+        """What the daemon reads at start, through the same code as from a real LNDg."""
+        payments, attempts = self.history_rows()
+        return [*from_payments(payments), *from_lndg_failures(attempts, channels)]
 
     def sync(self) -> None:
         self.synced = dict(self.local)
@@ -494,7 +551,15 @@ async def run_daemon(
     )
     store = StateStore(data_dir / "state.sqlite3")
     runner = SimRunner(node, meter, config.seed)
-    engine = Engine(settings, store, node.fetch, runner, clock=loop.wall, planner=chosen)
+    engine = Engine(
+        settings,
+        store,
+        node.fetch,
+        runner,
+        clock=loop.wall,
+        planner=chosen,
+        history=node.history if config.history_attempts else None,
+    )
 
     async def daemon() -> None:
         while True:

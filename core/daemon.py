@@ -12,14 +12,15 @@ import datetime as dt
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.engine import Engine
+from core.engine import Engine, LoadHistory
 from core.events import Event, EventBus, RebalancesRecorded
+from core.history import Observation, from_lndg_failures, from_payments, from_runs
 from core.lndg import LndgClient
 from core.models import Channel
 from core.regolancer_config import load_template, template_warnings
@@ -44,6 +45,22 @@ class Services:
 
     engine: Engine
     reporter: Reporter
+
+
+def history_loader(settings: Settings, store: StateStore, lndg: LndgClient) -> LoadHistory | None:
+    """Reads HISTORY_DAYS of past attempts: the node's rebalances in LNDg, our failed runs."""
+    if settings.history_days <= 0:
+        return None
+
+    async def load(channels: Sequence[Channel]) -> list[Observation]:
+        until = dt.datetime.now(dt.UTC)
+        since = until - dt.timedelta(days=settings.history_days)
+        ours = from_runs(store.runs(since=since.timestamp()))
+        payments = await lndg.fetch_payments(since, until)
+        attempts = await lndg.fetch_rebalances(since, status=None)
+        return [*from_payments(payments), *from_lndg_failures(attempts, channels), *ours]
+
+    return load
 
 
 @asynccontextmanager
@@ -71,7 +88,15 @@ async def open_services(settings: Settings, *, notify: bool) -> AsyncIterator[Se
                 echo_output=settings.regolancer_echo_output,
                 stop_grace_seconds=(STOP_GRACE_SECONDS, 1.0),
             )
-            engine = Engine(settings, store, fetch, runner, EventBus(), notify=notify)
+            engine = Engine(
+                settings,
+                store,
+                fetch,
+                runner,
+                EventBus(),
+                notify=notify,
+                history=history_loader(settings, store, lndg),
+            )
             yield Services(engine, Reporter.from_settings(settings, store, lndg))
     finally:
         store.close()

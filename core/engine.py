@@ -30,6 +30,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
+from core.history import Observation
 from core.models import Channel, Outcome, Pair, Rebalance, RunResult, short_id_to_chan_id
 from core.pairing import ChannelLookupError, resolve_channel
 from core.planner import PairView, Planner, PlannerConfig, count_pairs
@@ -40,6 +41,8 @@ from core.statfile import StatFileError, StatPosition, read_new_lines
 log = logging.getLogger("core.engine")
 
 FetchChannels = Callable[[], Awaitable[list[Channel]]]
+# Past attempts to learn from at start (see core.history), given the channels LNDg lists.
+LoadHistory = Callable[[Sequence[Channel]], Awaitable[list[Observation]]]
 
 HEARTBEAT_SECONDS = 10.0
 # Outcomes that say something is wrong with the node or the setup, not with one route.
@@ -103,6 +106,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         planner: Planner | None = None,
         pacing: Pacing | None = None,
+        history: LoadHistory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -113,6 +117,7 @@ class Engine:
         self.clock = clock
         self.planner = planner or Planner(PlannerConfig.from_settings(settings))
         self.pacing = pacing or Pacing()
+        self._history = history
         self.status = EngineStatus()
         self._cycle_lock = asyncio.Lock()
         self._pool: dict[asyncio.Task[RunResult], ActiveRun] = {}
@@ -222,6 +227,7 @@ class Engine:
             log.error("cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
         self._moved = False
+        await self._learn_history(channels)
         excluded = self.store.excluded_ids()
         self.planner.prune(started)
         planned = self.planner.plan(channels, started, excluded)
@@ -235,6 +241,20 @@ class Engine:
             results = await self._dispatch(channels, planned, started, ignore_pause)
         self.poll_ledger()
         return self._finish(started, len(channels), count, results, planned, dry_run)
+
+    async def _learn_history(self, channels: Sequence[Channel]) -> None:
+        """Once, at the first cycle that reads the channels: learn from past attempts."""
+        load, self._history = self._history, None
+        if load is None:
+            return
+        try:
+            observations = await load(channels)
+        except Exception as exc:
+            log.warning("history not read, starting without it: %s", exc)
+            return
+        routes = {(o.source, o.target) for o in observations if o.won and o.source}
+        learned = self.planner.learn(observations)
+        log.info("learned from %d past attempts (%d routes that worked)", learned, len(routes))
 
     def _finish(
         self,

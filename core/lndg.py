@@ -390,14 +390,21 @@ class LndgClient:
         return payments
 
     async def fetch_rebalances(
-        self, stop_after: datetime, *, stop_until: datetime | None = None
+        self,
+        stop_after: datetime,
+        *,
+        stop_until: datetime | None = None,
+        status: int | None = REBALANCE_SUCCEEDED,
     ) -> Fetched[LndgRebalance]:
-        """LNDg's successful rebalances that stopped after `stop_after`, by stop time.
+        """LNDg's own rebalances that stopped after `stop_after`, by stop time.
 
-        LNDg only filters `stop__gt`; `stop_until` (inclusive) is applied here. Naive datetimes
+        Only the successful ones unless `status` says otherwise (None: every status). LNDg
+        only filters `stop__gt`; `stop_until` (inclusive) is applied here. Naive datetimes
         are UTC. Rows that fail validation are skipped as for channels.
         """
-        params = {"status": str(REBALANCE_SUCCEEDED), "stop__gt": _naive_utc_text(stop_after)}
+        params = {"stop__gt": _naive_utc_text(stop_after)}
+        if status is not None:
+            params["status"] = str(status)
         rows = await self._fetch_all(REBALANCER_PATH, params)
         rebalances = self._parse(rows, LndgRebalance, "rebalance", "id")
         if stop_until is not None:

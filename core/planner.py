@@ -13,7 +13,10 @@ The records decay, so a channel's bad day is forgotten. Nothing is ever left idl
 demoted target still gets a worker when nothing better is waiting.
 
 What else it remembers between calls:
-- per pair, an exponential backoff after failed runs (reset by a success);
+- per pair, an exponential backoff after failed runs (reset by a success). A backoff orders,
+  it does not idle: a worker that has nothing else to do retries the waiting pair whose
+  backoff ends first (`retry_when_idle`), so a hard target keeps being worked on while every
+  other target is done or busy;
 - per channel, the role it last had (the ping-pong guard: a recent target is no source, and
   a recent source no target, for `ping_pong_seconds`);
 - per round (one engine cycle), what each target already had: a target whose run succeeded
@@ -22,6 +25,10 @@ What else it remembers between calls:
 
 Channels with more than `max_pending_htlcs` HTLCs in flight are left alone: their balances
 are about to change and a rebalance through them fails more often.
+
+History. `learn` seeds the records and the known-good routes from what happened before this
+planner existed (`core.history`: the node's rebalances in LNDg, our own past runs), so a
+fresh start does not have to find the working routes again by failing on the others.
 """
 
 from __future__ import annotations
@@ -30,19 +37,18 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+from core.history import NOT_QUALIFIED_MARKER, Observation
 from core.models import Channel, Outcome, Pair, RunResult
 from core.pairing import is_source, is_target, is_usable, make_pair, sources, targets
 from core.settings import Settings
 
 # Outcomes that tell nothing about the pair: the node or the setup failed, or we stopped it.
 _NEUTRAL = frozenset({Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING})
-# regolancer's answer when, by its own live balances, the pair no longer qualifies.
-NOT_QUALIFIED_MARKER = "no channelpairs available"
 
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
-    """The planner's knobs; `from_settings` maps the first four to environment variables.
+    """The planner's knobs; `from_settings` maps the first five to environment variables.
 
     The switches after them exist for the simulation (`bench/simulate.py`), which measures
     what each part of the policy is worth; the defaults are the daemon's policy.
@@ -52,6 +58,7 @@ class PlannerConfig:
     backoff_max_seconds: float = 86_400.0
     ping_pong_seconds: float = 3600.0
     max_pending_htlcs: int = 10
+    retry_when_idle: bool = True
     failures_per_round: int = 3
     confirm_seconds: float = 90.0
     # A record keeps this share of its weight at each new outcome (about 20 outcomes).
@@ -72,6 +79,7 @@ class PlannerConfig:
             ),
             ping_pong_seconds=settings.ping_pong_guard_seconds,
             max_pending_htlcs=settings.max_pending_htlcs,
+            retry_when_idle=settings.retry_when_idle,
         )
 
 
@@ -112,6 +120,8 @@ class Planner:
     def __init__(self, config: PlannerConfig | None = None) -> None:
         self.config = config or PlannerConfig()
         self._backoff: dict[tuple[str, str], Backoff] = {}
+        # The same backoffs by target, then source: what an idle worker may retry.
+        self._waiting: dict[str, dict[str, Backoff]] = {}
         self._records: dict[str, Record] = {}
         self._proven: dict[str, str] = {}  # target -> source of its last successful run
         self._roles: dict[str, tuple[bool, float]] = {}  # chan_id -> (was a target, when)
@@ -151,6 +161,7 @@ class Planner:
         source, target = pair.key
         if outcome == Outcome.SUCCESS:
             self._backoff.pop(pair.key, None)
+            self._waiting.get(target, {}).pop(source, None)
             self._proven[target] = source
             self._learn(source, won=True)
             self._learn(target, won=True)
@@ -173,7 +184,27 @@ class Planner:
             self.config.backoff_seconds * 2 ** min(failures - 1, 30),
             self.config.backoff_max_seconds,
         )
-        self._backoff[pair.key] = Backoff(failures, now + wait)
+        entry = self._backoff[pair.key] = Backoff(failures, now + wait)
+        self._waiting.setdefault(target, {})[source] = entry
+
+    def learn(self, observations: Iterable[Observation]) -> int:
+        """Seed the records and known-good routes from history, oldest first; returns how many.
+
+        Past failures set no backoff: they are old news, but they do count against the
+        channels' records, so sources and targets that keep failing come last.
+        """
+        count = 0
+        for seen in sorted(observations, key=lambda o: o.at):
+            count += 1
+            self._learn(seen.target, won=seen.won)
+            if seen.source is None:
+                continue
+            self._learn(seen.source, won=seen.won)
+            if seen.won:
+                self._proven[seen.target] = seen.source
+            elif self._proven.get(seen.target) == seen.source:
+                del self._proven[seen.target]
+        return count
 
     def _learn(self, chan_id: str, *, won: bool) -> None:
         record = self._records.setdefault(chan_id, Record())
@@ -204,6 +235,10 @@ class Planner:
         """Drop backoffs and roles that no longer matter (keeps memory flat on big nodes)."""
         keep = now - self.config.backoff_max_seconds
         self._backoff = {k: b for k, b in self._backoff.items() if b.until > keep}
+        waiting: dict[str, dict[str, Backoff]] = {}
+        for (source, target), entry in self._backoff.items():
+            waiting.setdefault(target, {})[source] = entry
+        self._waiting = waiting
         horizon = now - self.config.ping_pong_seconds
         self._roles = {c: r for c, r in self._roles.items() if r[1] > horizon}
 
@@ -277,7 +312,8 @@ class Planner:
         Targets go most depleted first. A target's first run of the round takes the source
         the round plan gave it (waiting while that source is busy); later runs take the best
         free source. A target whose last run succeeded waits until the snapshot shows its
-        balance moved; one whose runs failed tries sources it has not tried since.
+        balance moved; one whose runs failed tries sources it has not tried since. Workers
+        still free after that retry pairs in backoff, the soonest to end first.
         """
         if free_workers <= 0:
             return []
@@ -300,7 +336,39 @@ class Planner:
             if pair is not None:
                 picked.append(pair)
                 taken |= pair.channels
+        if len(picked) < free_workers and self.config.retry_when_idle:
+            for target in (*patient, *yielding):
+                if len(picked) >= free_workers:
+                    break
+                if target.chan_id in taken:
+                    continue
+                pair = self._retry(target, by_id, taken, now)
+                if pair is not None:
+                    picked.append(pair)
+                    taken |= pair.channels
         return picked
+
+    def _retry(
+        self, target: Channel, by_id: dict[str, Channel], taken: Collection[str], now: float
+    ) -> Pair | None:
+        """For an otherwise idle worker: the target's pair whose backoff ends (or ended) first.
+
+        Pairs whose backoff already ended come first: the round skipped them only because
+        they were tried in it.
+        """
+        state = self._round.get(target.chan_id)
+        if state is not None and state.succeeded_at is not None:
+            return None  # wait until LNDg shows what the success moved
+        waiting = sorted(
+            (entry.until, source)
+            for source, entry in self._waiting.get(target.chan_id, {}).items()
+            if source in by_id and source not in taken
+        )
+        for _, source in waiting:
+            pair = make_pair(by_id[source], target)
+            if pair is not None:
+                return pair
+        return None
 
     def _capped(self, target: str, cap: int) -> bool:
         state = self._round.get(target)

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     failure_cooldown_max_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     ping_pong_guard_seconds: int = Field(default=3600, ge=0, le=7 * 86_400)
     max_pending_htlcs: int = Field(default=10, ge=0, le=966)
+    retry_when_idle: bool = True
+    history_days: int = Field(default=7, ge=0, le=90)
     exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Files

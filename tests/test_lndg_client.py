@@ -518,6 +518,21 @@ async def test_rebalances_stop_filter_and_parsing(fake: FakeLndg) -> None:
     assert everything[1].outgoing_chan_ids == ["7"]
 
 
+async def test_rebalances_of_every_status_when_asked(fake: FakeLndg) -> None:
+    fake.rebalancer = [
+        rebalance_row(1, stop="2026-11-24T11:00:00", status=4, outgoing_chan_ids=["7", "8"]),
+        rebalance_row(2, stop="2026-11-24T12:00:00"),
+        rebalance_row(3, stop="2026-11-24T09:00:00", status=3),
+    ]
+    async with client_for(fake) as client:
+        attempts = await client.fetch_rebalances(
+            datetime(2026, 11, 24, 10, tzinfo=UTC), status=None
+        )
+    # no status filter goes to LNDg; the stop filter still applies
+    assert queries(fake)[0] == {"stop__gt": "2026-11-24T10:00:00.000000", "limit": "10000"}
+    assert [(r.id, r.status, r.succeeded) for r in attempts] == [(1, 4, False), (2, 2, True)]
+
+
 async def test_rebalance_with_unparseable_chan_ids_is_skipped(
     fake: FakeLndg, caplog: pytest.LogCaptureFixture
 ) -> None:

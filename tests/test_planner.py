@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 import core.planner
+from core.history import Observation
 from core.models import Channel, Outcome, Pair, RunResult
 from core.pairing import build_pairs, make_pair
 from core.planner import PairView, Planner, PlannerConfig, count_pairs
@@ -162,7 +164,11 @@ def test_a_served_target_waits_until_the_snapshot_shows_its_balance_moved() -> N
 def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failures() -> None:
     channels = star()[:5]  # sources 1-3, targets 11 and 12
     config = PlannerConfig(
-        follow_plan=False, failures_per_round=2, rank_sources=False, demote_targets=False
+        follow_plan=False,
+        failures_per_round=2,
+        rank_sources=False,
+        demote_targets=False,
+        retry_when_idle=False,
     )
     planner = Planner(config)
     planner.begin_round()
@@ -185,6 +191,59 @@ def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failur
     assert planner.next_pairs(channels, {"3", "12"}, 1, 40.0) == []  # every source tried
     planner.begin_round()  # a new round: the pairs still back off
     assert keys(planner.plan(channels, 50.0)) == [("3", "12")]
+
+
+def test_an_idle_worker_retries_the_waiting_pair_whose_backoff_ends_first() -> None:
+    channels = [channel(1, local_balance=900_001), channel(2, local_balance=900_002)]
+    channels.append(channel(11, local_balance=10_000, auto_rebalance=True))
+    config = PlannerConfig(follow_plan=False, rank_sources=False, backoff_seconds=100)
+    strict = Planner(replace(config, retry_when_idle=False))
+    planner = Planner(config)
+    for each in (strict, planner):
+        for source, at in ((2, 0.0), (1, 10.0)):  # both pairs fail: backoffs end at 100, 110
+            pair = pair_of(channels, source, 11)
+            each.started(pair, at)
+            each.finished(pair, result(pair, Outcome.NO_ROUTE), at)
+    assert strict.next_pairs(channels, set(), 2, 20.0) == []  # strict: the workers idle
+    # one target, so one run: the pair whose backoff ends first; never a busy channel
+    assert keys(planner.next_pairs(channels, set(), 2, 20.0)) == [("2", "11")]
+    assert keys(planner.next_pairs(channels, {"2"}, 2, 20.0)) == [("1", "11")]
+    assert planner.next_pairs(channels, {"11"}, 2, 20.0) == []
+    # the retry fails too: its backoff doubles (ends at 230), so 1 (ends at 110) is next
+    retried = pair_of(channels, 2, 11)
+    planner.started(retried, 30.0)
+    planner.finished(retried, result(retried, Outcome.NO_ROUTE), 30.0)
+    assert keys(planner.next_pairs(channels, set(), 1, 40.0)) == [("1", "11")]
+    # backoffs that ended are ordinary candidates again
+    assert keys(planner.next_pairs(channels, set(), 1, 120.0)) == [("1", "11")]
+
+
+def test_history_seeds_known_routes_and_records() -> None:
+    channels = star()
+    observations = [
+        Observation(1.0, "11", "1", won=True),  # a route that worked: 11 takes 1 first
+        Observation(2.0, "12", "3", won=False),
+        Observation(3.0, "13", "3", won=False),  # 3 keeps failing: last among sources
+        *(Observation(4.0 + i, "14", None, won=False) for i in range(3)),  # 14 hardly fills
+    ]
+    assert keys(Planner().plan(channels, 10.0)) == [
+        ("3", "11"),
+        ("2", "12"),
+        ("1", "13"),
+        ("3", "14"),
+    ]
+    planner = Planner()
+    assert planner.learn(reversed(observations)) == 6  # applied oldest first
+    assert keys(planner.plan(channels, 10.0)) == [
+        ("1", "11"),
+        ("2", "12"),
+        ("3", "13"),
+        ("1", "14"),
+    ]
+    assert planner.record("14").score < PlannerConfig().poor_record
+    # a later failure of the known route forgets it
+    planner.learn([Observation(20.0, "11", "1", won=False)])
+    assert planner.plan(channels, 30.0)[0].key == ("2", "11")
 
 
 def test_a_first_run_waits_for_its_planned_source() -> None:
