@@ -44,7 +44,7 @@ def run_simulations(out: Verdicts, quick: bool) -> None:
         sizes = ((40, (1,)), (150, (1,)), (500, (1,)))
         base = replace(base, horizon_hours=6.0, rate_hours=3.0)
     else:
-        sizes = ((40, (1, 2, 3, 4, 5)), (150, tuple(range(1, 9))), (500, (1, 2, 3)))
+        sizes = ((40, tuple(range(1, 11))), (150, tuple(range(1, 11))), (500, (1, 2, 3)))
     out.line(
         "== simulation: the daemon's Engine + Planner vs the original tool's scheduling "
         "(cross product, barrier, sleep, no locks) on the same nodes, same seeds; regolancer "
@@ -71,6 +71,11 @@ def run_simulations(out: Verdicts, quick: bool) -> None:
             f"baseline {raw_b:,.0f}, ratio {raw_d / raw_b if raw_b else float('inf'):.2f}x"
         )
         out.line(
+            f"{head}: share of the targets' initial deficit ({result.deficit:,.0f} sats per "
+            f"node) delivered in the first {hours}: daemon {result.delivered(d):.0%}, baseline "
+            f"{result.delivered(b):.0%}"
+        )
+        out.line(
             f"{head}: time until the targets were within their band: daemon {result.band(d)}; "
             f"baseline {result.band(b)}"
         )
@@ -81,6 +86,17 @@ def run_simulations(out: Verdicts, quick: bool) -> None:
             "fewer",
             wasted_d < wasted_b,
         )
+        if not quick:
+            bound = simulate.simulate(
+                replace(base, channels=size), seeds, baseline=False, oracle=True
+            )
+            rate_o = bound.rate(bound.daemon)
+            out.line(
+                f"{head}: upper bound, the same daemon told every route's true success rate "
+                f"(no real planner can be): {rate_o:,.0f} sats/h, ratio "
+                f"{rate_o / rate_b if rate_b else float('inf'):.2f}x, deficit delivered "
+                f"{bound.delivered(bound.daemon):.0%}"
+            )
         util_d, util_b = result.utilisation(d), result.utilisation(b)
         out.line(
             f"{head}: worker utilisation while disjoint useful pairs existed: daemon "
@@ -103,6 +119,8 @@ def _policy_figures(out: Verdicts, config: simulate.SimConfig, seeds: tuple[int,
         "without learning (pair backoff, most surplus first only)": (config, plain),
         "without source records": (config, PlannerConfig(rank_sources=False)),
         "without demoting failing targets": (config, PlannerConfig(demote_targets=False)),
+        "without idle retries (strict cool-downs)": (config, PlannerConfig(retry_when_idle=False)),
+        "cold start (no LNDg history)": (replace(config, history_attempts=0), None),
         "multi-source runs (2 sources per run)": (replace(config, sources_per_run=2), None),
     }
     head = f"sim {config.channels} channels ({len(seeds)} nodes), daemon"

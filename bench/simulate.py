@@ -59,6 +59,7 @@ HTLC_BUSY_COUNT = 25  # HTLCs in flight on a busy channel (the guard's default l
 HTLC_PERIOD_SECONDS = 600.0  # busy channels change every 10 minutes
 RAPID_STEP_SECONDS = 8.0
 ROUTING_STEP_SECONDS = 60.0
+HARD_TARGET_QUALITY = 0.4  # hard targets draw 0.1-0.3, the others 0.5-1.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class SimNode:
                     config.source_quality_min, config.source_quality_max
                 )
         self.targets = [c.chan_id for c in channels if c.auto_rebalance and not self.in_band(c)]
+        self.deficit = sum(self.need(self.channels[t], self.local[t]) for t in self.targets)
         self.sources = [c.chan_id for c in channels if is_source(c)]
         self.moves: list[tuple[float, int, int]] = []  # (when, sats, sats a target needed)
         self.band_reached: float | None = None  # when every first target had been in band
@@ -159,6 +161,11 @@ class SimNode:
     def in_band(self, channel: Channel, local: int | None = None) -> bool:
         balance = channel.local_balance if local is None else local
         return balance * 100 // channel.capacity >= 100 - channel.ar_in_target
+
+    @staticmethod
+    def need(channel: Channel, local: int) -> int:
+        """Sats the channel lacks to be within its band (0 when it is)."""
+        return max(-(-channel.capacity * (100 - channel.ar_in_target) // 100) - local, 0)
 
     def route_probability(self, source: str, target: str, now: float) -> float:
         """How likely one run of this pair finds and pays a route (0 for a dead pair)."""
@@ -195,10 +202,10 @@ class SimNode:
 
     def move(self, source: str, target: str, amount: int, now: float, meter: Meter) -> None:
         channel = self.channels[target]
-        need = -(-channel.capacity * (100 - channel.ar_in_target) // 100) - self.local[target]
+        need = self.need(channel, self.local[target])
         self.local[source] -= amount
         self.local[target] += amount
-        self.moves.append((now, amount, min(amount, max(need, 0))))
+        self.moves.append((now, amount, min(amount, need)))
         meter.change(now, available=self.available_work(now))
         if target in self._unreached and self.in_band(channel, self.local[target]):
             self._unreached.discard(target)
@@ -376,6 +383,27 @@ class MultiSourcePlanner(Planner):
         return grown
 
 
+class OraclePlanner(Planner):
+    """An upper bound, not a policy: the daemon's planner told every channel's true quality.
+
+    Sources go best first and hard targets last, by the node's hidden route model, which no
+    real planner can see. What it moves is the most any ordering of the same runs could.
+    """
+
+    def __init__(self, config: PlannerConfig, node: SimNode) -> None:
+        super().__init__(config)
+        self.node = node
+
+    def candidates(
+        self, channels: Iterable[Channel], now: float, excluded: Collection[str] = ()
+    ) -> tuple[list[Channel], list[Channel]]:
+        found_sources, found_targets = super().candidates(channels, now, excluded)
+        quality = self.node.quality
+        found_sources.sort(key=lambda c: -quality[c.chan_id])
+        found_targets.sort(key=lambda c: quality[c.chan_id] < HARD_TARGET_QUALITY)
+        return found_sources, found_targets
+
+
 class SimRunner:
     """regolancer, modelled: the engine's Runner protocol on the simulated node."""
 
@@ -484,6 +512,7 @@ class SideResult:
     name: str
     band_reached: float | None  # every first target refilled to its band: seconds from start
     targets: int  # targets at the start
+    deficit: int  # sats they lacked to be within their band
     unreached: int  # of them, never within band
     elapsed: float
     moved: int
@@ -530,9 +559,16 @@ async def _drive(node: SimNode, meter: Meter, work: asyncio.Task[None], horizon:
 
 
 async def run_daemon(
-    config: SimConfig, data_dir: Path, *, planner: PlannerConfig | None = None
+    config: SimConfig,
+    data_dir: Path,
+    *,
+    planner: PlannerConfig | None = None,
+    oracle: bool = False,
 ) -> SideResult:
-    """The daemon's engine and planner on the simulated node, until the horizon."""
+    """The daemon's engine and planner on the simulated node, until the horizon.
+
+    `oracle`: the planner ranks by the node's hidden truth (`OraclePlanner`, an upper bound).
+    """
     loop = asyncio.get_running_loop()
     assert isinstance(loop, VirtualClockLoop)
     node = SimNode(node_channels(config.channels, config.seed), config)
@@ -544,11 +580,13 @@ async def run_daemon(
         sleep_seconds=config.sleep_seconds,
     )
     policy = planner or PlannerConfig.from_settings(settings)
-    chosen = (
-        MultiSourcePlanner(policy, config.sources_per_run)
-        if config.sources_per_run > 1
-        else Planner(policy)
-    )
+    chosen: Planner
+    if oracle:
+        chosen = OraclePlanner(policy, node)
+    elif config.sources_per_run > 1:
+        chosen = MultiSourcePlanner(policy, config.sources_per_run)
+    else:
+        chosen = Planner(policy)
     store = StateStore(data_dir / "state.sqlite3")
     runner = SimRunner(node, meter, config.seed)
     engine = Engine(
@@ -601,6 +639,7 @@ def _result(name: str, node: SimNode, meter: Meter, end: float) -> SideResult:
         name=name,
         band_reached=node.band_reached,
         targets=len(node.targets),
+        deficit=node.deficit,
         unreached=node.unreached,
         elapsed=end,
         moved=node.sats_moved(end),
@@ -633,6 +672,16 @@ class Comparison:
             s.moved_until(self.window) if overshoot else s.needed_until(self.window) for s in sides
         ]
         return sum(moved) / len(moved) * 3600 / self.window
+
+    @property
+    def deficit(self) -> float:
+        """The targets' initial deficit per node (sats), averaged over the nodes."""
+        return sum(s.deficit for s in self.daemon) / len(self.daemon) if self.daemon else 0.0
+
+    def delivered(self, sides: Sequence[SideResult]) -> float:
+        """The share of the targets' initial deficit delivered within the rate window."""
+        deficit = sum(s.deficit for s in sides)
+        return sum(s.needed_until(self.window) for s in sides) / deficit if deficit else 1.0
 
     @staticmethod
     def wasted(sides: Sequence[SideResult]) -> int:
@@ -680,11 +729,12 @@ def simulate(
     *,
     baseline: bool = True,
     planner: PlannerConfig | None = None,
+    oracle: bool = False,
 ) -> Comparison:
     """Both sides on the node of each seed, each on a fresh virtual clock; logs quiet.
 
     `baseline=False` runs the daemon only; `planner` replaces the daemon's planner policy
-    (for the ablation figures).
+    (for the ablation figures); `oracle` gives it the node's hidden truth (an upper bound).
     """
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
@@ -694,7 +744,8 @@ def simulate(
         for seed in seeds:
             seeded = replace(config, seed=seed)
             with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
-                daemons.append(_virtual(run_daemon(seeded, Path(tmp), planner=planner)))
+                daemon = run_daemon(seeded, Path(tmp), planner=planner, oracle=oracle)
+                daemons.append(_virtual(daemon))
             if baseline:
                 baselines.append(_virtual(run_baseline(seeded)))
     finally:

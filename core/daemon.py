@@ -47,13 +47,18 @@ class Services:
     reporter: Reporter
 
 
-def history_loader(settings: Settings, store: StateStore, lndg: LndgClient) -> LoadHistory | None:
+def history_loader(
+    settings: Settings,
+    store: StateStore,
+    lndg: LndgClient,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> LoadHistory | None:
     """Reads HISTORY_DAYS of past attempts: the node's rebalances in LNDg, our failed runs."""
     if settings.history_days <= 0:
         return None
 
     async def load(channels: Sequence[Channel]) -> list[Observation]:
-        until = dt.datetime.now(dt.UTC)
+        until = now()
         since = until - dt.timedelta(days=settings.history_days)
         ours = from_runs(store.runs(since=since.timestamp()))
         payments = await lndg.fetch_payments(since, until)

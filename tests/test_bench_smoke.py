@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIGURES = [
     r"^sim 40 channels .*: sats/h into targets below band, .*daemon [\d,]+, baseline [\d,]+, "
     r"ratio [\d.]+x",
+    r"^sim 40 channels .*: share of the targets' initial deficit .*daemon \d+%, baseline \d+%",
     r"^sim 150 channels .*: time until the targets were within their band: daemon 90 % after ",
     r"^sim 150 channels .*: attempts wasted .*: daemon [\d,]+ of [\d,]+ runs, baseline ",
     r"^sim 150 channels .*: worker utilisation .*: daemon [\d.]+%, baseline [\d.]+%",
