@@ -19,6 +19,7 @@ from core.logs import setup_logging
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
 from core.report import combine, format_summary
+from core.reporting import Reporter
 from core.settings import Settings, SettingsError, load_settings
 from core.state import StateError, StateStore, ensure_data_dir
 
@@ -187,16 +188,21 @@ async def _cycle(settings: Settings, *, dry_run: bool) -> int:
 async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
     """Build (and write to daily-report.csv) each day of the period, print the summary."""
     last = day or dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
-    async with open_services(settings, notify=False) as services:
-        reporter = services.reporter
-        try:
+    # Only the state store and LNDg: a report needs no regolancer template.
+    ensure_data_dir(settings.data_dir)
+    store = StateStore(settings.database_path)
+    try:
+        async with LndgClient.from_settings(settings) as lndg:
+            reporter = Reporter.from_settings(settings, store, lndg)
             reports = [
                 await reporter.build(last - dt.timedelta(days=back))
                 for back in reversed(range(days))
             ]
-        except LndgError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    except LndgError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     print(format_summary(combine(reports)))
     print(f"written: {reporter.csv_path} and {reporter.chart_path}", file=sys.stderr)
     return 0

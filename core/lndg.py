@@ -364,11 +364,22 @@ class LndgClient:
         Returns a `ChannelFetch`: a list of `Channel` (also `.channels`) whose `skipped` lists
         the rows that failed validation (each logged at WARNING with its chan_id and the
         problem). Raises an LndgError subclass when LNDg cannot be read completely: never a
-        partial list.
+        partial list. When rows came but none could be read (an LNDg upgrade renamed a field),
+        that is an LndgProtocolError too, so the operator is alerted instead of the daemon
+        quietly finding nothing to do.
         """
         params = {"is_open": "true", "is_active": "true", "private": "false"}
         rows = await self._fetch_all(CHANNELS_PATH, params)
         parsed = self._parse(rows, Channel, "channel", "chan_id")
+        if rows and not parsed:
+            url = self.base_url + CHANNELS_PATH
+            raise self._fail(
+                LndgProtocolError,
+                f"LNDg at {url} listed {len(rows)} channels and none could be read "
+                f"({parsed.skipped[0]}): is this LNDg version supported?",
+                url,
+                200,
+            )
         return ChannelFetch(parsed, parsed.skipped)
 
     async def fetch_payments(self, start: datetime, end: datetime) -> Fetched[Payment]:

@@ -233,7 +233,12 @@ def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> Non
         node.stat.write_text("1795514460,879609302301671425,879609302301671426,50000000,12500\n")
         assert run_cli(node, "cycle").returncode == 0  # reads the stat line into the ledger
         result = run_cli(node, "report", "--date", "2026-11-24")
+        # a report needs LNDg and the ledger, not regolancer's template
+        absent = {"REGOLANCER_TEMPLATE": str(tmp_path / "absent.json")}
+        without_template = run_cli(node, "report", "--date", "2026-11-24", env=absent)
         berlin = run_cli(node, "report", "--date", "2026-11-24", env={"TIMEZONE": "Europe/Berlin"})
+    assert without_template.returncode == 0, without_template.stderr
+    assert without_template.stdout.startswith("Rebalancing on Tue 2026-11-24 (UTC)\nNode: 3 ·")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Rebalancing on Tue 2026-11-24 (UTC)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,7 +121,7 @@ class Recorder:
         self.error = error
         self.calls: list[list[str]] = []
 
-    async def __call__(self, channels: list[Channel]) -> list[Observation]:
+    async def __call__(self, channels: Sequence[Channel]) -> list[Observation]:
         self.calls.append([c.chan_id for c in channels])
         await asyncio.sleep(0)
         if self.error is not None:

@@ -135,13 +135,23 @@ async def test_bad_row_is_skipped_with_a_warning_naming_it(
     assert any("#3" in w and "chan_id" in w for w in warnings)  # no chan_id: named by index
 
 
-async def test_missing_fields_fault_skips_every_row_but_does_not_raise(fake: FakeLndg) -> None:
-    fake.fault = "missing_fields"
+async def test_no_readable_channel_row_at_all_is_a_protocol_error(fake: FakeLndg) -> None:
+    fake.fault = "missing_fields"  # e.g. an LNDg upgrade renamed `capacity`
+    async with client_for(fake) as client:
+        with pytest.raises(LndgProtocolError) as caught:
+            await client.fetch_channels()
+    assert str(caught.value) == (
+        f"LNDg at {fake.url}/api/channels/ listed 2 channels and none could be read "
+        "(channel 879609302301671425: capacity: Field required): "
+        "is this LNDg version supported?"
+    )
+
+
+async def test_an_empty_channel_list_is_not_an_error(fake: FakeLndg) -> None:
+    fake.channels = []
     async with client_for(fake) as client:
         channels = await client.fetch_channels()
-    assert list(channels) == []
-    assert len(channels.skipped) == 2
-    assert all("capacity: Field required" in line for line in channels.skipped)
+    assert (list(channels), channels.skipped) == ([], [])
 
 
 # -- auth ------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def test_rows_with_missing_or_mistyped_fields_are_skipped_by_name(tmp_path: Path
     assert "Traceback" not in output
 
 
-def test_every_row_without_a_field_leaves_nothing_to_do_but_says_why(
+def test_every_row_without_a_field_is_an_alert_not_a_quiet_idle(
     tmp_path: Path, lndg: FakeLndg
 ) -> None:
     lndg.set_fault("missing_fields")  # e.g. an LNDg upgrade renamed `capacity`
@@ -174,8 +174,14 @@ def test_every_row_without_a_field_leaves_nothing_to_do_but_says_why(
     finally:
         daemon.kill()
     assert code == 0
-    assert output.count("skipped: capacity: Field required") == 6
-    assert "0 channels, 0 pairs" in output
+    assert "skipped: capacity: Field required" in output  # each row, by name
+    assert re.search(
+        r"alert: LNDg: LNDg at http://127\.0\.0\.1:\d+/api/channels/ listed 6 channels and "
+        r"none could be read \(channel \d+: capacity: Field required\): "
+        r"is this LNDg version supported\?",
+        output,
+    )
+    assert "cycle skipped: LNDg at" in output
 
 
 # --- TLS with a self-signed certificate ---------------------------------------------------
