@@ -106,6 +106,15 @@ def run_simulations(out: Verdicts, quick: bool) -> None:
         )
     if not quick:
         _policy_figures(out, replace(base, channels=150), (1, 2, 3, 4, 5))
+        small = replace(base, channels=40)
+        strict = simulate.simulate(
+            small, sizes[0][1], baseline=False, planner=PlannerConfig(retry_when_idle=False)
+        )
+        out.line(
+            f"sim 40 channels ({len(sizes[0][1])} nodes), daemon without idle retries (strict "
+            f"cool-downs): worker utilisation {strict.utilisation(strict.daemon):.1%}, wasted "
+            f"{strict.wasted(strict.daemon):,}, sats/h {strict.rate(strict.daemon):,.0f}"
+        )
 
 
 def _policy_figures(out: Verdicts, config: simulate.SimConfig, seeds: tuple[int, ...]) -> None:
