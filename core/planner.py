@@ -15,8 +15,8 @@ demoted target still gets a worker when nothing better is waiting.
 What else it remembers between calls:
 - per pair, an exponential backoff after failed runs (reset by a success). A backoff orders,
   it does not idle: a worker that has nothing else to do retries the waiting pair whose
-  backoff ends first (`retry_when_idle`), so a hard target keeps being worked on while every
-  other target is done or busy;
+  backoff ends first (`retry_when_idle`; not sooner than `retry_after_seconds` after its last
+  failure), so a hard target keeps being worked on while every other target is done or busy;
 - per channel, the role it last had (the ping-pong guard: a recent target is no source, and
   a recent source no target, for `ping_pong_seconds`);
 - per round (one engine cycle), what each target already had: a target whose run succeeded
@@ -48,7 +48,7 @@ _NEUTRAL = frozenset({Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outco
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
-    """The planner's knobs; `from_settings` maps the first five to environment variables.
+    """The planner's knobs; `from_settings` maps the first six to environment variables.
 
     The switches after them exist for the simulation (`bench/simulate.py`), which measures
     what each part of the policy is worth; the defaults are the daemon's policy.
@@ -59,6 +59,10 @@ class PlannerConfig:
     ping_pong_seconds: float = 3600.0
     max_pending_htlcs: int = 10
     retry_when_idle: bool = True
+    # An idle retry comes no sooner than this after the pair's last failure (SLEEP_SECONDS:
+    # never more often than the original tool tried every pair), so a pair that fails at
+    # once is not restarted in a tight loop.
+    retry_after_seconds: float = 300.0
     failures_per_round: int = 3
     confirm_seconds: float = 90.0
     # A record keeps this share of its weight at each new outcome (about 20 outcomes).
@@ -80,15 +84,17 @@ class PlannerConfig:
             ping_pong_seconds=settings.ping_pong_guard_seconds,
             max_pending_htlcs=settings.max_pending_htlcs,
             retry_when_idle=settings.retry_when_idle,
+            retry_after_seconds=settings.sleep_seconds,
         )
 
 
 @dataclass(slots=True)
 class Backoff:
-    """A pair's consecutive failures and the time it may run again."""
+    """A pair's consecutive failures, when the last one ended, and when it may run again."""
 
     failures: int
     until: float
+    failed_at: float
 
 
 @dataclass(slots=True)
@@ -184,7 +190,7 @@ class Planner:
             self.config.backoff_seconds * 2 ** min(failures - 1, 30),
             self.config.backoff_max_seconds,
         )
-        entry = self._backoff[pair.key] = Backoff(failures, now + wait)
+        entry = self._backoff[pair.key] = Backoff(failures, now + wait, now)
         self._waiting.setdefault(target, {})[source] = entry
 
     def learn(self, observations: Iterable[Observation]) -> int:
@@ -354,7 +360,7 @@ class Planner:
         """For an otherwise idle worker: the target's pair whose backoff ends (or ended) first.
 
         Pairs whose backoff already ended come first: the round skipped them only because
-        they were tried in it.
+        they were tried in it. A pair that failed less than `retry_after_seconds` ago waits.
         """
         state = self._round.get(target.chan_id)
         if state is not None and state.succeeded_at is not None:
@@ -362,7 +368,9 @@ class Planner:
         waiting = sorted(
             (entry.until, source)
             for source, entry in self._waiting.get(target.chan_id, {}).items()
-            if source in by_id and source not in taken
+            if source in by_id
+            and source not in taken
+            and now >= entry.failed_at + self.config.retry_after_seconds
         )
         for _, source in waiting:
             pair = make_pair(by_id[source], target)

@@ -196,7 +196,9 @@ def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failur
 def test_an_idle_worker_retries_the_waiting_pair_whose_backoff_ends_first() -> None:
     channels = [channel(1, local_balance=900_001), channel(2, local_balance=900_002)]
     channels.append(channel(11, local_balance=10_000, auto_rebalance=True))
-    config = PlannerConfig(follow_plan=False, rank_sources=False, backoff_seconds=100)
+    config = PlannerConfig(
+        follow_plan=False, rank_sources=False, backoff_seconds=100, retry_after_seconds=5
+    )
     strict = Planner(replace(config, retry_when_idle=False))
     planner = Planner(config)
     for each in (strict, planner):
@@ -214,6 +216,9 @@ def test_an_idle_worker_retries_the_waiting_pair_whose_backoff_ends_first() -> N
     planner.started(retried, 30.0)
     planner.finished(retried, result(retried, Outcome.NO_ROUTE), 30.0)
     assert keys(planner.next_pairs(channels, set(), 1, 40.0)) == [("1", "11")]
+    # never sooner than retry_after_seconds after a pair's last failure (no tight loop)
+    assert planner.next_pairs(channels, {"1"}, 1, 34.0) == []
+    assert keys(planner.next_pairs(channels, {"1"}, 1, 35.0)) == [("2", "11")]
     # backoffs that ended are ordinary candidates again
     assert keys(planner.next_pairs(channels, set(), 1, 120.0)) == [("1", "11")]
 
