@@ -344,3 +344,18 @@ async def test_dry_run_switched_on_mid_cycle_starts_nothing_new(tmp_path: Path) 
     engine.store.dry_run = True
     await asyncio.wait_for(cycle, 2)
     assert runner.started == [("3", "11")]
+
+
+async def test_a_pair_that_fails_at_once_is_not_restarted_in_a_tight_loop(tmp_path: Path) -> None:
+    channels = [channel(1, local_balance=900_000), channel(11, local_balance=10_000)]
+    channels[1] = channels[1].model_copy(update={"auto_rebalance": True})
+    runner = ScriptedRunner(delay=0.0)
+    runner.outcomes[("1", "11")] = Outcome.NO_ROUTE  # regolancer gives up at once
+    engine, _ = make_engine(tmp_path, Node(channels), runner, sleep_seconds=1)
+    await engine.cycle()  # fails; nothing else to do now: the cycle ends
+    assert runner.started == [("1", "11")]
+    await engine.cycle()  # in backoff, and failed less than SLEEP_SECONDS ago: not retried
+    assert len(runner.started) == 1
+    await asyncio.sleep(1.05)
+    await engine.cycle()  # the idle worker retries it, once
+    assert runner.started == [("1", "11")] * 2
