@@ -125,9 +125,8 @@ class Planner:
 
     def __init__(self, config: PlannerConfig | None = None) -> None:
         self.config = config or PlannerConfig()
-        self._backoff: dict[tuple[str, str], Backoff] = {}
-        # The same backoffs by target, then source: what an idle worker may retry.
-        self._waiting: dict[str, dict[str, Backoff]] = {}
+        # Backoffs by target, then source (an idle worker looks up a target's waiting pairs).
+        self._backoff: dict[str, dict[str, Backoff]] = {}
         self._records: dict[str, Record] = {}
         self._proven: dict[str, str] = {}  # target -> source of its last successful run
         self._roles: dict[str, tuple[bool, float]] = {}  # chan_id -> (was a target, when)
@@ -166,8 +165,7 @@ class Planner:
         outcome = result.outcome
         source, target = pair.key
         if outcome == Outcome.SUCCESS:
-            self._backoff.pop(pair.key, None)
-            self._waiting.get(target, {}).pop(source, None)
+            self._backoff.get(target, {}).pop(source, None)
             self._proven[target] = source
             self._learn(source, won=True)
             self._learn(target, won=True)
@@ -184,14 +182,13 @@ class Planner:
             del self._proven[target]
         self._learn(source, won=False)
         self._learn(target, won=False)
-        entry = self._backoff.get(pair.key)
+        entry = self._backoff.get(target, {}).get(source)
         failures = 1 if entry is None else entry.failures + 1
         wait = min(
             self.config.backoff_seconds * 2 ** min(failures - 1, 30),
             self.config.backoff_max_seconds,
         )
-        entry = self._backoff[pair.key] = Backoff(failures, now + wait, now)
-        self._waiting.setdefault(target, {})[source] = entry
+        self._backoff.setdefault(target, {})[source] = Backoff(failures, now + wait, now)
 
     def learn(self, observations: Iterable[Observation]) -> int:
         """Seed the records and known-good routes from history, oldest first; returns how many.
@@ -227,7 +224,8 @@ class Planner:
 
     def backoff(self, key: tuple[str, str], now: float) -> Backoff | None:
         """The pair's backoff if it is still waiting at `now`."""
-        entry = self._backoff.get(key)
+        source, target = key
+        entry = self._backoff.get(target, {}).get(source)
         return entry if entry is not None and entry.until > now else None
 
     def awaiting_confirmation(self, now: float) -> bool:
@@ -240,11 +238,8 @@ class Planner:
     def prune(self, now: float) -> None:
         """Drop backoffs and roles that no longer matter (keeps memory flat on big nodes)."""
         keep = now - self.config.backoff_max_seconds
-        self._backoff = {k: b for k, b in self._backoff.items() if b.until > keep}
-        waiting: dict[str, dict[str, Backoff]] = {}
-        for (source, target), entry in self._backoff.items():
-            waiting.setdefault(target, {})[source] = entry
-        self._waiting = waiting
+        kept = {t: {s: b for s, b in w.items() if b.until > keep} for t, w in self._backoff.items()}
+        self._backoff = {t: waiting for t, waiting in kept.items() if waiting}
         horizon = now - self.config.ping_pong_seconds
         self._roles = {c: r for c, r in self._roles.items() if r[1] > horizon}
 
@@ -367,7 +362,7 @@ class Planner:
             return None  # wait until LNDg shows what the success moved
         waiting = sorted(
             (entry.until, source)
-            for source, entry in self._waiting.get(target.chan_id, {}).items()
+            for source, entry in self._backoff.get(target.chan_id, {}).items()
             if source in by_id
             and source not in taken
             and now >= entry.failed_at + self.config.retry_after_seconds
