@@ -37,13 +37,10 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
-from core.history import NOT_QUALIFIED_MARKER, Observation
+from core.history import NEUTRAL, Observation, failed_on_route
 from core.models import Channel, Outcome, Pair, RunResult
 from core.pairing import is_source, is_target, is_usable, make_pair, sources, targets
 from core.settings import Settings
-
-# Outcomes that tell nothing about the pair: the node or the setup failed, or we stopped it.
-_NEUTRAL = frozenset({Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +169,11 @@ class Planner:
             if state is not None:
                 state.succeeded_at = now
             return
-        if outcome in _NEUTRAL:
+        if outcome in NEUTRAL:
             return
         if state is not None:
             state.failures += 1
-        if NOT_QUALIFIED_MARKER in result.last_line.lower():
+        if not failed_on_route(result):
             return  # regolancer saw fresher balances than our snapshot: no route was tried
         if self._proven.get(target) == source:
             del self._proven[target]

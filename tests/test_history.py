@@ -64,7 +64,7 @@ def test_lndg_failures_name_the_target_by_its_peer_and_the_source_when_alone() -
     assert seen[0].at == attempts[0].stop.timestamp()  # type: ignore[union-attr]
 
 
-def test_our_runs_count_route_failures_only() -> None:
+def test_our_runs_count_route_failures_only_as_the_planner_does() -> None:
     def run(outcome: Outcome, line: str = "", started: float = 5.0) -> RunResult:
         return RunResult("1", "11", started, started + 60, 1, outcome, line)
 
@@ -72,6 +72,7 @@ def test_our_runs_count_route_failures_only() -> None:
         run(Outcome.NO_ROUTE, "Error during picking channel: no routes", 1.0),
         run(Outcome.REBALANCE_TIMEOUT, "Rebalancing timed out", 2.0),
         run(Outcome.KILLED, "", 3.0),
+        run(Outcome.CRASHED, "panic: runtime error", 4.0),
         run(Outcome.NO_ROUTE, "no channelpairs available"),  # stale balances: no route tried
         run(Outcome.SUCCESS),  # counted from LNDg's payments
         run(Outcome.STOPPED),
@@ -79,7 +80,7 @@ def test_our_runs_count_route_failures_only() -> None:
         run(Outcome.LND_ERROR, "rpc error"),
         run(Outcome.BINARY_MISSING),
     ]
-    assert from_runs(runs) == [Observation(t, "11", "1", False) for t in (1.0, 2.0, 3.0)]
+    assert from_runs(runs) == [Observation(t, "11", "1", False) for t in (1.0, 2.0, 3.0, 4.0)]
 
 
 async def test_the_daemon_reads_lndg_and_its_own_runs_over_the_loopback(tmp_path: Path) -> None:
