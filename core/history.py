@@ -8,8 +8,9 @@ by failing on the others:
   `rebal_chan` the target. LNDg's own failed attempts (`/api/rebalancer/`, LND failure
   statuses 3-7) name the target by its peer (`last_hop_pubkey`) and usually several
   outgoing channels at once: then only the target learns from the failure.
-- Our own run records (the state store): runs of a pair that failed on the route (as the
-  planner counts them). Our successes are payments, already counted from LNDg.
+- Our own run records (the state store): runs of a pair that failed on the route, as the
+  planner counts them (`RunResult.failed_on_route`). Our successes are payments, already
+  counted from LNDg.
 
 Pure: the caller fetches the rows; nothing here does I/O.
 """
@@ -20,30 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.lndg import LndgRebalance, Payment
-from core.models import Channel, Outcome, RunResult
+from core.models import Channel, RunResult
 
 # LND's payment failure reasons as LNDg stores them (timeout, no route, error, incorrect
 # details, insufficient balance): the route failed. LNDg's own 400+ codes and 499
 # (cancelled) say nothing about the route.
 LND_FAILURES = range(3, 8)
-# Outcomes of our runs that tell nothing about the pair: the node or the setup failed, or we
-# stopped it.
-NEUTRAL = frozenset({Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING})
-# regolancer's answer when, by its own live balances, the pair no longer qualifies.
-NOT_QUALIFIED_MARKER = "no channelpairs available"
-
-
-def failed_on_route(run: RunResult) -> bool:
-    """Whether our run failed on its route: what backs a pair off and counts against it.
-
-    Not a success, not a neutral outcome, and not regolancer refusing the pair because its
-    live balances were fresher than our snapshot (then no route was tried).
-    """
-    return (
-        run.outcome != Outcome.SUCCESS
-        and run.outcome not in NEUTRAL
-        and NOT_QUALIFIED_MARKER not in run.last_line.lower()
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,5 +74,5 @@ def from_runs(runs: Iterable[RunResult]) -> list[Observation]:
     return [
         Observation(run.started_at, run.target, run.source, won=False)
         for run in runs
-        if failed_on_route(run)
+        if run.failed_on_route
     ]

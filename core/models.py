@@ -120,6 +120,18 @@ class Outcome(enum.StrEnum):
     def is_failure(self) -> bool:
         return self not in (Outcome.SUCCESS, Outcome.DRY_RUN, Outcome.STOPPED)
 
+    @property
+    def says_nothing_of_route(self) -> bool:
+        """The node or the setup failed, or we stopped the run: no verdict on its pair."""
+        return self in _NEUTRAL_OUTCOMES
+
+
+_NEUTRAL_OUTCOMES = frozenset(
+    {Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING}
+)
+# regolancer's answer when, by its own live balances, the pair no longer qualifies.
+NOT_QUALIFIED_MARKER = "no channelpairs available"
+
 
 _OUTCOME_TEXT = {
     Outcome.SUCCESS: "success",
@@ -150,6 +162,20 @@ class RunResult:
     @property
     def elapsed(self) -> float:
         return self.ended_at - self.started_at
+
+    @property
+    def failed_on_route(self) -> bool:
+        """Whether the run failed on its route: what backs a pair off and counts against it.
+
+        Not a success, not an outcome that says nothing of the route, and not regolancer
+        refusing the pair because its live balances were fresher than our snapshot (then no
+        route was tried).
+        """
+        return (
+            self.outcome != Outcome.SUCCESS
+            and not self.outcome.says_nothing_of_route
+            and NOT_QUALIFIED_MARKER not in self.last_line.lower()
+        )
 
 
 @dataclass(frozen=True, slots=True)

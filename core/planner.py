@@ -35,12 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
-from core.history import NEUTRAL, Observation, failed_on_route
 from core.models import Channel, Outcome, Pair, RunResult
 from core.pairing import is_source, is_target, is_usable, make_pair, sources, targets
 from core.settings import Settings
+
+if TYPE_CHECKING:  # the planner stays free of the LNDg client that core.history reads
+    from core.history import Observation
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +171,11 @@ class Planner:
             if state is not None:
                 state.succeeded_at = now
             return
-        if outcome in NEUTRAL:
+        if outcome.says_nothing_of_route:
             return
         if state is not None:
             state.failures += 1
-        if not failed_on_route(result):
+        if not result.failed_on_route:
             return  # regolancer saw fresher balances than our snapshot: no route was tried
         if self._proven.get(target) == source:
             del self._proven[target]
