@@ -24,7 +24,9 @@ CHAT = 4242
 WORKERS = 3
 SOAK_SECONDS = 60.0
 WARM_UP_SECONDS = 10.0
-# Bounds on growth between the end of warm-up and the end of the soak.
+# Growth is read between two windows of this length: the first after warm-up, the last.
+WINDOW_SECONDS = 15.0
+# Bounds on growth between the first window and the last.
 RSS_GROWTH_KIB = 12 * 1024
 FD_GROWTH = 4
 THREAD_GROWTH = 2
@@ -102,15 +104,15 @@ def test_soak_keeps_memory_fds_threads_and_children_bounded(tmp_path: Path) -> N
             telegram.wait_for_message(CHAT, text="started", timeout=30)
             started = time.monotonic()
             while (elapsed := time.monotonic() - started) < SOAK_SECONDS:
-                time.sleep(0.5)
+                time.sleep(0.25)
                 sample = usage(daemon.proc.pid)
                 samples.append((elapsed, sample))
                 assert sample["children"] <= WORKERS, sample
                 roll = rng.random()
-                if roll < 0.04:
+                if roll < 0.02:
                     lndg.set_fault(rng.choice(["500", "garbage", "slow", "401"]), count=3)
                     faults["lndg"] += 1
-                elif roll < 0.08:
+                elif roll < 0.04:
                     telegram.clear_faults()
                     telegram.fail_next(2, 502, method="sendMessage")
                     faults["telegram"] += 1
@@ -122,12 +124,16 @@ def test_soak_keeps_memory_fds_threads_and_children_bounded(tmp_path: Path) -> N
     runs = node.runs_recorded()
     cycles = daemon.output.count("cycle finish")
 
-    def at(start: float, end: float) -> dict[str, int]:
+    def floor(start: float, end: float) -> dict[str, int]:
+        # A run in flight holds its pipes, worker log and child for a moment (and an escaped
+        # grandchild holds the pipes up to the runner's drain wait), so a single sample or a
+        # median says how busy the workers were. What leaks stays open at the quiet moments
+        # too: the least of each figure over a window is the daemon's own baseline.
         window = [s for t, s in samples if start <= t < end]
-        return {key: sorted(s[key] for s in window)[len(window) // 2] for key in window[0]}
+        return {key: min(s[key] for s in window) for key in window[0]}
 
-    before = at(WARM_UP_SECONDS, WARM_UP_SECONDS + 5)
-    after = at(SOAK_SECONDS - 5, SOAK_SECONDS)
+    before = floor(WARM_UP_SECONDS, WARM_UP_SECONDS + WINDOW_SECONDS)
+    after = floor(SOAK_SECONDS - WINDOW_SECONDS, SOAK_SECONDS)
     figures = {
         "seconds": SOAK_SECONDS,
         "cycles": cycles,
