@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +97,9 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    # Opt in to PTB's coming duration types now (the outbox reads either), so a PTB 23 upgrade
+    # changes nothing that was not already running here.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     args = _parser().parse_args(argv)
     if args.command == "demo":
         # The demo builds its own settings: no .env, no LNDg or regolancer to configure.

@@ -14,4 +14,6 @@ def _clean_environment(
     # A developer's own .env or exported variables must not leak into tests.
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    # As the console script does (bot/cli.py): PTB's durations as timedelta, no notices.
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
