@@ -81,6 +81,17 @@ def test_demo_runs_the_daemon_live_and_reports(tmp_path: Path) -> None:
     assert code == 0, out[-3000:]
     assert out.startswith("=" * 78 + "\n  " + BANNER)
     assert "cycle start (live)" in out
+    # LNDg's week before the demo is served, and the daemon learns from it at its first cycle
+    seeded = re.search(r"LNDg's rebalancer made (\d+) attempts in the past week, (\d+) paid", out)
+    learned = re.search(r"learned from (\d+) past attempts \((\d+) routes that worked\)", out)
+    assert seeded is not None
+    assert learned is not None
+    attempts, paid = int(seeded.group(1)), int(seeded.group(2))
+    assert 0 < paid < attempts
+    # every success is learned, a failure when it names its target; LNDg's first live
+    # rebalance (4 s in) is learned too if a loaded machine delayed the first cycle
+    assert paid <= int(learned.group(1)) <= attempts + 1
+    assert 0 < int(learned.group(2)) <= paid + 1
     assert PAIR_LINE.search(out)
     assert re.search(r"worker \d: started SRC", out)
     assert [int(n) for n in REBALANCED.findall(out)]

@@ -7,7 +7,10 @@ daemon, on the rows of a running `FakeLndg`:
 - each new line of the daemon's stat CSV (a rebalance the regolancer stand-in "paid") moves
   the sats in the channel rows and appears in `/api/payments/`, as LND and LNDg would show it;
 - the regolancer stand-in's scenario is rewritten from the current balances, so run outcomes
-  vary and amounts fit the channels;
+  vary and amounts fit the channels; each channel's peer routes well or badly (its *reach*),
+  so some pairs succeed most of the time and some rarely;
+- LNDg holds a week of its own rebalancer's attempts before the demo, drawn from the same
+  reach, so the daemon has a history to learn from at its first cycle;
 - LNDg's own rebalancer, another tool and routed payments act now and then, so the daily
   report has three shares and refilled targets drain again.
 
@@ -21,7 +24,7 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +96,14 @@ INACTIVE = 2  # peer offline: LNDg does not list them as active
 PRIVATE = 2  # unannounced: never rebalanced
 
 MIN_AMOUNT = 10_000  # regolancer's min_amount in the demo template
+
+# How well a channel's peer routes. A run succeeds with its source's reach times its target's:
+# from 30 % to nearly always, 60 % on average.
+REACH = (0.55, 1.0)
+# LNDg's auto-rebalancer in the week before the demo: attempts per AR channel, and how many
+# outgoing channels each attempt offers (LNDg pays through the first one that finds a route).
+HISTORY_ATTEMPTS = 10
+HISTORY_SOURCES = 2
 
 # Who moved sats on the simulated node.
 Actor = Literal["daemon", "lndg", "other", "forward"]
@@ -232,6 +243,11 @@ class Simulation:
         self._daemon_sats = 0
         self._counts: dict[Actor, int] = {"daemon": 0, "lndg": 0, "other": 0, "forward": 0}
         self._targets_at_start = sum(is_target(c) for c in self.channels() if is_usable(c))
+        self._reach = {c.chan_id: self.rng.uniform(*REACH) for c in self.channels()}
+
+    def route_odds(self, source_id: str, target_id: str) -> float:
+        """How often a run from `source_id` into `target_id` finds a route and pays."""
+        return self._reach[source_id] * self._reach[target_id]
 
     # -- reading the node --------------------------------------------------------------------
 
@@ -273,7 +289,7 @@ class Simulation:
                 target.capacity * (100 - target.ar_in_target) // 100 - target.effective_local,
             )
             key = f"{int(source.chan_id)}>{int(target.chan_id)}"
-            specs[key] = self._roll(room)
+            specs[key] = self._roll(room, self.route_odds(source.chan_id, target.chan_id))
         # A pair missing here stopped being one since the daemon read the channels: regolancer
         # would find nothing to move ("no channelpairs available", counted as no route).
         scenario = {"default": {"outcome": "no_route"}, "pairs": specs}
@@ -281,9 +297,9 @@ class Simulation:
         temporary.write_text(json.dumps(scenario), encoding="utf-8")
         os.replace(temporary, self.scenario_path)
 
-    def _roll(self, room: int) -> dict[str, Any]:
+    def _roll(self, room: int, odds: float) -> dict[str, Any]:
         draw = self.rng.random()
-        if draw < 0.72:
+        if draw < odds:
             # Rapid rebalance now and then: regolancer doubles the amount on each repeat.
             steps = 2 if self.rng.random() < 0.25 else 1
             total = room * self.rng.uniform(0.5, 0.9)
@@ -296,11 +312,69 @@ class Simulation:
                 "steps": steps,
                 "delay": round(self.rng.uniform(1, 4) / steps, 2),
             }
-        if draw < 0.90:
+        miss = (draw - odds) / (1 - odds)  # where among the failures: most find no route
+        if miss < 0.64:
             return {"outcome": "no_route"}
-        if draw < 0.96:
+        if miss < 0.85:
             return {"outcome": "route_timeout"}
         return {"outcome": "rebalance_timeout", "delay": round(self.rng.uniform(2, 4), 2)}
+
+    # -- the week before the demo --------------------------------------------------------------
+
+    def seed_history(self, now: datetime, attempts: int = HISTORY_ATTEMPTS) -> tuple[int, int]:
+        """LNDg's week before `now`: its rebalancer's attempts into every usable AR channel.
+
+        Each attempt offers a few outgoing channels and pays through the first whose route
+        works (by the same reach the stand-in's runs follow): a rebalancer row, and for a
+        success its payment. All dated before today in `now`'s time zone (the daily report's),
+        so today's report is the demo's own. Returns (attempts, paid).
+        """
+        usable = [c for c in self.channels() if is_usable(c)]
+        outs = [c for c in usable if not c.auto_rebalance]
+        # In UTC: arithmetic on two times of one ZoneInfo ignores a DST change between them.
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+        earliest = now.astimezone(UTC) - timedelta(days=7) + timedelta(hours=1)
+        made = paid_count = 0
+        for target in (c for c in usable if c.auto_rebalance):
+            peers = [c for c in outs if c.remote_pubkey != target.remote_pubkey]
+            amount = max(MIN_AMOUNT, target.capacity * 5 // 100)  # LNDg's default AR amount
+            for _ in range(attempts if peers else 0):
+                stop = earliest + (today - earliest) * self.rng.random()
+                offered = self.rng.sample(peers, min(HISTORY_SOURCES, len(peers)))
+                paid = next(
+                    (
+                        s
+                        for s in offered
+                        if self.rng.random() < self.route_odds(s.chan_id, target.chan_id)
+                    ),
+                    None,
+                )
+                fee = round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
+                row = rebalance_row(
+                    value=amount,
+                    status=2 if paid else 4,  # LND's "no route" when none worked
+                    stop=stop,
+                    fees_paid=fee if paid else None,
+                    fee_limit=round(amount * 0.001, 3),
+                    outgoing_chan_ids=[s.chan_id for s in offered],
+                    last_hop_pubkey=target.remote_pubkey,
+                    target_alias=target.alias,
+                    duration=self.rng.randrange(1, 6),
+                )
+                with self.lndg.lock:
+                    self.lndg.rebalancer.append(row)
+                made += 1
+                if paid is not None:
+                    paid_count += 1
+                    self._pay(
+                        paid.chan_id,
+                        target.chan_id,
+                        amount,
+                        fee,
+                        stop,
+                        payment_hash=row["payment_hash"],
+                    )
+        return made, paid_count
 
     # -- the daemon's rebalances ---------------------------------------------------------------
 

@@ -218,8 +218,14 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
         settings = demo_settings(files, lndg)
         setup_logging(settings.log_level)
         sim = Simulation(lndg, settings.stat_path, files.scenario, seed=seed)
+        attempts, paid = sim.seed_history(dt.datetime.now(settings.zone))
         sim.write_scenario()
         _print_banner(settings, lndg, len(channels), seconds)
+        log.info(
+            "simulated node: LNDg's rebalancer made %d attempts in the past week, %d paid",
+            attempts,
+            paid,
+        )
         log.info("%s | %s", BANNER, sim.summary().line())
         started = time.time()
         code = await _run_daemon(settings, sim, seconds)
