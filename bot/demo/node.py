@@ -352,9 +352,9 @@ class Simulation:
                 fee = round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
                 row = rebalance_row(
                     value=amount,
-                    status=2 if paid else 4,  # LND's "no route" when none worked
+                    status=2 if paid is not None else 4,  # 4: no route, when none worked
                     stop=stop,
-                    fees_paid=fee if paid else None,
+                    fees_paid=fee if paid is not None else None,
                     fee_limit=round(amount * 0.001, 3),
                     outgoing_chan_ids=[s.chan_id for s in offered],
                     last_hop_pubkey=target.remote_pubkey,
