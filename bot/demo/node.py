@@ -337,7 +337,6 @@ class Simulation:
         made = paid_count = 0
         for target in (c for c in usable if c.auto_rebalance):
             peers = [c for c in outs if c.remote_pubkey != target.remote_pubkey]
-            amount = max(MIN_AMOUNT, target.capacity * 5 // 100)  # LNDg's default AR amount
             for _ in range(attempts if peers else 0):
                 stop = earliest + (today - earliest) * self.rng.random()
                 offered = self.rng.sample(peers, min(HISTORY_SOURCES, len(peers)))
@@ -349,31 +348,10 @@ class Simulation:
                     ),
                     None,
                 )
-                fee = round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
-                row = rebalance_row(
-                    value=amount,
-                    status=2 if paid is not None else 4,  # 4: no route, when none worked
-                    stop=stop,
-                    fees_paid=fee if paid is not None else None,
-                    fee_limit=round(amount * 0.001, 3),
-                    outgoing_chan_ids=[s.chan_id for s in offered],
-                    last_hop_pubkey=target.remote_pubkey,
-                    target_alias=target.alias,
-                    duration=self.rng.randrange(1, 6),
-                )
-                with self.lndg.lock:
-                    self.lndg.rebalancer.append(row)
+                amount, fee = self._lndg_price(target)
+                self._lndg_attempt(target, offered, paid, amount, fee, stop)
                 made += 1
-                if paid is not None:
-                    paid_count += 1
-                    self._pay(
-                        paid.chan_id,
-                        target.chan_id,
-                        amount,
-                        fee,
-                        stop,
-                        payment_hash=row["payment_hash"],
-                    )
+                paid_count += paid is not None
         return made, paid_count
 
     # -- the daemon's rebalances ---------------------------------------------------------------
@@ -409,26 +387,10 @@ class Simulation:
         if not pairs:
             return None
         pair = self.rng.choice(pairs)
-        target = pair.target
-        amount = max(MIN_AMOUNT, target.capacity * 5 // 100)  # LNDg's default AR amount
-        fee = round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
-        move = self._move("lndg", pair.source.chan_id, target.chan_id, amount, fee)
-        if move is None:
-            return None
-        row = rebalance_row(
-            value=amount,
-            fees_paid=fee,
-            fee_limit=round(amount * 0.001, 3),
-            outgoing_chan_ids=[pair.source.chan_id],
-            last_hop_pubkey=target.remote_pubkey,
-            target_alias=target.alias,
-            duration=self.rng.randrange(1, 6),
-        )
-        with self.lndg.lock:
-            self.lndg.rebalancer.append(row)
-        self._pay(
-            pair.source.chan_id, target.chan_id, amount, fee, payment_hash=row["payment_hash"]
-        )
+        amount, fee = self._lndg_price(pair.target)
+        move = self._move("lndg", pair.source.chan_id, pair.target.chan_id, amount, fee)
+        if move is not None:
+            self._lndg_attempt(pair.target, [pair.source], pair.source, amount, fee)
         return move
 
     def other_rebalance(self) -> Move | None:
@@ -504,6 +466,39 @@ class Simulation:
             (before[0], after[0]),
             (before[1], after[1]),
         )
+
+    def _lndg_price(self, target: Channel) -> tuple[int, float]:
+        """What one LNDg attempt into `target` moves (its default AR amount) and its fee."""
+        amount = max(MIN_AMOUNT, target.capacity * 5 // 100)
+        return amount, round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
+
+    def _lndg_attempt(
+        self,
+        target: Channel,
+        offered: Sequence[Channel],
+        paid: Channel | None,
+        amount: int,
+        fee: float,
+        stop: datetime | None = None,
+    ) -> None:
+        """LNDg's rebalancer row for one attempt (`stop` default now); a success's payment too."""
+        row = rebalance_row(
+            value=amount,
+            status=2 if paid is not None else 4,  # 4: no route, when none worked
+            stop=stop,
+            fees_paid=fee if paid is not None else None,
+            fee_limit=round(amount * 0.001, 3),
+            outgoing_chan_ids=[s.chan_id for s in offered],
+            last_hop_pubkey=target.remote_pubkey,
+            target_alias=target.alias,
+            duration=self.rng.randrange(1, 6),
+        )
+        with self.lndg.lock:
+            self.lndg.rebalancer.append(row)
+        if paid is not None:
+            self._pay(
+                paid.chan_id, target.chan_id, amount, fee, stop, payment_hash=row["payment_hash"]
+            )
 
     def _pay(
         self,
