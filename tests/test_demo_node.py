@@ -16,11 +16,12 @@ from bot.demo.lndg import FakeLndg
 from bot.demo.node import HISTORY_ATTEMPTS, Simulation, build_channels
 from core.daemon import history_loader
 from core.lndg import LndgClient
-from core.pairing import build_pairs
+from core.pairing import build_pairs, is_usable
 from core.settings import load_settings
 from core.state import StateStore
 
-BERLIN = ZoneInfo("Europe/Berlin")
+# 13 h ahead of UTC in December: its midnight is far from UTC midnight
+AUCKLAND = ZoneInfo("Pacific/Auckland")
 
 
 def simulation(fake: FakeLndg, tmp_path: Path) -> Simulation:
@@ -28,7 +29,7 @@ def simulation(fake: FakeLndg, tmp_path: Path) -> Simulation:
 
 
 async def test_the_week_before_the_demo_is_what_the_daemon_learns_from(tmp_path: Path) -> None:
-    now = datetime(2026, 12, 6, 0, 40, tzinfo=BERLIN)  # just after midnight: today is short
+    now = datetime(2026, 12, 6, 23, 20, tzinfo=AUCKLAND)  # late: most of today is behind
     with FakeLndg(channels=build_channels(1), payments=[], rebalancer=[], password="pw") as fake:
         sim = simulation(fake, tmp_path)
         attempts, paid = sim.seed_history(now)
@@ -44,7 +45,7 @@ async def test_the_week_before_the_demo_is_what_the_daemon_learns_from(tmp_path:
             payments = await lndg.fetch_payments(now - timedelta(days=8), now)
         store.close()
 
-    usable_ar = [c for c in sim.channels() if c.auto_rebalance and c.is_active and not c.private]
+    usable_ar = [c for c in sim.channels() if c.auto_rebalance and is_usable(c)]
     assert attempts == HISTORY_ATTEMPTS * len(usable_ar)
     assert 0 < paid < attempts
     # every success is one payment whose hash is LNDg's row's: the report credits LNDg
@@ -54,6 +55,8 @@ async def test_the_week_before_the_demo_is_what_the_daemon_learns_from(tmp_path:
     # all within the daemon's 7-day window, none today in the report's zone
     midnight = now.replace(hour=0, minute=0).astimezone(UTC)
     assert all(now - timedelta(days=7) < p.creation_date < midnight for p in payments)
+    stops = [datetime.fromisoformat(row["stop"]).replace(tzinfo=UTC) for row in fake.rebalancer]
+    assert all(now - timedelta(days=7) < stop < midnight for stop in stops)
     # the loader sees every success as a route, and every failure whose target it can name
     peers = Counter(c.remote_pubkey for c in channels)
     failures = [row for row in fake.rebalancer if row["status"] != 2]
