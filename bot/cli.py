@@ -16,15 +16,20 @@ from core.checks import run_checks
 from core.daemon import log_event, open_services, run_headless
 from core.health import check_health
 from core.lndg import LndgClient, LndgError
+from core.lock import DataDirInUse, DataDirLock
 from core.logs import setup_logging
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
-from core.report import combine, format_summary
+from core.report import EARLIEST_REPORT_DAY, combine, format_summary
 from core.reporting import Reporter
 from core.settings import Settings, SettingsError, load_settings
 from core.state import StateError, StateStore, ensure_data_dir
 
 log = logging.getLogger("bot.cli")
+
+# Commands that start runs: one of them per DATA_DIR at a time (core.lock). The others
+# (pairs, check, report, health) only read, and work beside a running daemon.
+SPENDING_COMMANDS = ("run", "cycle")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Opt in to PTB's coming duration types now (the outbox reads either), so a PTB 23 upgrade
     # changes nothing that was not already running here.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
+    # Every file we (and regolancer, our child) create is private: configs name the
+    # macaroon, the ledger and logs tell what the node does.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     if args.command == "demo":
         # The demo builds its own settings: no .env, no LNDg or regolancer to configure.
@@ -117,13 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         healthy, line = check_health(settings.database_path)
         print(line)
         return 0 if healthy else 1
+    lock = DataDirLock(settings.data_dir)
     try:
+        if args.command in SPENDING_COMMANDS:
+            # Before anything else: a second daemon must not even touch the state.
+            ensure_data_dir(settings.data_dir)
+            lock.acquire()
         return asyncio.run(_dispatch(args, settings))
-    except (TemplateError, StateError) as exc:
+    except (TemplateError, StateError, DataDirInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        lock.release()
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,7 +206,16 @@ async def _cycle(settings: Settings, *, dry_run: bool) -> int:
 
 async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
     """Build (and write to daily-report.csv) each day of the period, print the summary."""
-    last = day or dt.datetime.now(settings.zone).date() - dt.timedelta(days=1)
+    today = dt.datetime.now(settings.zone).date()
+    last = day or today - dt.timedelta(days=1)
+    first = last - dt.timedelta(days=days - 1)
+    if first < EARLIEST_REPORT_DAY or last > today:
+        print(
+            f"error: a report covers days from {EARLIEST_REPORT_DAY} to today ({today}); "
+            "fix --date/--days",
+            file=sys.stderr,
+        )
+        return 2
     # Only the state store and LNDg: a report needs no regolancer template.
     ensure_data_dir(settings.data_dir)
     store = StateStore(settings.database_path)

@@ -7,7 +7,6 @@ JobQueue instead; headless mode schedules it here with APScheduler directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import signal
@@ -164,11 +163,17 @@ def log_event(event: Event) -> None:
 async def stop_engine(engine: Engine) -> None:
     """Stop running regolancer processes and let the current cycle wind down."""
     await engine.stop()
-    # The cycle ends by itself once its runs are stopped; bounded in case one does not.
-    with contextlib.suppress(TimeoutError):
+    # The cycle ends by itself once its runs are stopped; bounded in case one does not
+    # (a cycle waiting on a slow LNDg): then it is cancelled, never waited for.
+    try:
         async with asyncio.timeout(STOP_GRACE_SECONDS * 2):
             await engine.wait_idle()
-    engine.poll_ledger()
+    except TimeoutError:
+        await engine.cancel_cycle()
+    try:
+        engine.poll_ledger()
+    except Exception as exc:  # the lines stay in the CSV; the next start records them
+        log.error("ledger not read at shutdown: %s", exc)
 
 
 def describe_mode(engine: Engine) -> str:

@@ -15,11 +15,13 @@ scheduling: the daemon (headless or bot) calls `cycle()` and `poll_ledger()` on 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.events import (
     AlertCleared,
@@ -45,6 +47,14 @@ FetchChannels = Callable[[], Awaitable[list[Channel]]]
 LoadHistory = Callable[[Sequence[Channel]], Awaitable[list[Observation]]]
 
 HEARTBEAT_SECONDS = 10.0
+# Runs our side cannot start (disk full, no file descriptors): wait this long, doubling.
+START_RETRY_SECONDS = 5.0
+START_RETRY_MAX = 300.0
+START_ALERT = "start"
+STOP_CANCEL_WAIT = 2.0
+ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
+# Outcomes that say nothing of whether this host can start runs.
+_NOT_STARTED = (Outcome.STOPPED, Outcome.START_FAILED, Outcome.DRY_RUN, Outcome.BINARY_MISSING)
 # Outcomes that say something is wrong with the node or the setup, not with one route.
 _SETUP_FAILURES = (Outcome.LND_ERROR, Outcome.BINARY_MISSING)
 
@@ -122,8 +132,15 @@ class Engine:
         self._cycle_lock = asyncio.Lock()
         self._pool: dict[asyncio.Task[RunResult], ActiveRun] = {}
         self._aliases: dict[str, str] = {}
-        self._alerts: set[str] = set()
+        self._alerts: dict[str, str] = {}  # standing alerts by key (also in the store)
+        self._save_alerts()  # a new daemon starts with none: forget an earlier one's
         self._stopping = False
+        # A manual cycle (/run, `cycle`) starts while paused; a pause given after it started
+        # (`pause()`) ends the override: "stop" always wins over "run now".
+        self._pause_override = False
+        self._cycle_task: asyncio.Task[Any] | None = None
+        self._start_faults = 0  # runs in a row that could not be started (see `_run`)
+        self._start_retry_at = 0.0
         self._hold = False  # a setup failure: start nothing more this cycle
         self._moved = False  # a run succeeded since the last channel fetch
         self._next_delay = float(settings.sleep_seconds)
@@ -135,6 +152,20 @@ class Engine:
     def dry_run(self) -> bool:
         """DRY_RUN=true in the environment locks dry run on; else the chat switch decides."""
         return self.settings.dry_run or self.store.dry_run
+
+    def pause(self, until: float = float("inf")) -> None:
+        """Start no new run until `until` (a Unix time; infinity: until `resume`), at once.
+
+        Takes effect in every kind of cycle, a manual one included; runs in flight finish.
+        """
+        self._pause_override = False
+        self.store.pause(until)
+        log.info("paused%s", "" if until == float("inf") else f" until {until:.0f}")
+
+    def resume(self) -> None:
+        """Lift a pause: the next planning step may start runs again."""
+        self.store.resume()
+        log.info("resumed")
 
     @property
     def cycle_running(self) -> bool:
@@ -208,10 +239,15 @@ class Engine:
     ) -> CycleFinished:
         """One cycle: read channels, plan, keep workers busy. Never two at once: a second waits."""
         async with self._cycle_lock:
-            return await self._cycle(self.dry_run if dry_run is None else dry_run, ignore_pause)
+            self._cycle_task = asyncio.current_task()
+            try:
+                return await self._cycle(self.dry_run if dry_run is None else dry_run, ignore_pause)
+            finally:
+                self._cycle_task = None
 
     async def _cycle(self, dry_run: bool, ignore_pause: bool) -> CycleFinished:
         started = self.clock()
+        self._pause_override = ignore_pause
         self._next_delay = float(self.settings.sleep_seconds)
         if self._stopping:
             return self._finish(started, 0, 0, [], [], dry_run, skipped="stopping")
@@ -238,7 +274,7 @@ class Engine:
         if dry_run:
             results = [*self._reap(), *self._dry(planned)]
         else:
-            results = await self._dispatch(channels, planned, started, ignore_pause)
+            results = await self._dispatch(channels, planned, started)
         self.poll_ledger()
         return self._finish(started, len(channels), count, results, planned, dry_run)
 
@@ -307,14 +343,14 @@ class Engine:
             for p in planned
         ]
 
-    def _may_start(self, ignore_pause: bool, now: float) -> bool:
+    def _may_start(self, now: float) -> bool:
         """Whether a new run may start now (switches are read live: they act mid-cycle)."""
-        if self._stopping or self._hold or self.dry_run:
+        if self._stopping or self._hold or self.dry_run or now < self._start_retry_at:
             return False
-        return ignore_pause or not self.store.is_paused(now)
+        return self._pause_override or not self.store.is_paused(now)
 
     async def _dispatch(
-        self, channels: list[Channel], planned: Sequence[Pair], started: float, ignore_pause: bool
+        self, channels: list[Channel], planned: Sequence[Pair], started: float
     ) -> list[RunResult]:
         """Keep up to MAX_WORKERS runs going, never two sharing a channel, until nothing is left.
 
@@ -331,7 +367,7 @@ class Engine:
                 results += self._reap()
                 now = self.clock()
                 free = self._free_workers()
-                may_start = bool(free) and now < deadline and self._may_start(ignore_pause, now)
+                may_start = bool(free) and now < deadline and self._may_start(now)
                 want_fresh = self._moved or self.planner.awaiting_confirmation(now)
                 if may_start:
                     age = now - fetched_at
@@ -408,21 +444,64 @@ class Engine:
         self._pool.clear()
 
     async def _run(self, active: ActiveRun) -> RunResult:
+        """One run, always ending in a recorded outcome, whatever the runner raises."""
         self.status.active[active.worker] = active
         log.info("worker %d: started %s", active.worker, active.pair.log_line())
         self.events.emit(RunStarted(active.pair, active.worker))
+        result: RunResult | None = None
         try:
             result = await self.runner.run(active.pair, active.worker)
+        except Exception as exc:  # our side failed: the run must still end, and say why
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            result = RunResult(
+                *active.pair.key,
+                active.started_at,
+                self.clock(),
+                None,
+                Outcome.START_FAILED,
+                reason,
+            )
         finally:
             self.status.active.pop(active.worker, None)
+            if result is None:  # cancelled: the planner must not keep the target "running"
+                now = self.clock()
+                pair = active.pair
+                self.planner.finished(
+                    pair,
+                    RunResult(*pair.key, active.started_at, now, None, Outcome.STOPPED, ""),
+                    now,
+                )
+        if result.outcome == Outcome.START_FAILED:
+            self._start_failed(active, result.last_line)
         self.planner.finished(active.pair, result, self.clock())
         if result.outcome == Outcome.SUCCESS:
             self._moved = True
         self._record(active, result)
         return result
 
+    def _start_failed(self, active: ActiveRun, reason: str) -> None:
+        """A run our side could not start or follow: back off, alert once per episode."""
+        self._start_faults += 1
+        wait = min(START_RETRY_SECONDS * 2 ** min(self._start_faults - 1, 10), START_RETRY_MAX)
+        self._start_retry_at = self.clock() + wait
+        log.error(
+            "worker %d: run %s could not be started (%s); no new run for %.0fs",
+            active.worker,
+            active.pair.log_line(),
+            reason,
+            wait,
+        )
+        self.alert(
+            START_ALERT,
+            f"runs cannot be started: {reason}; check DATA_DIR's disk space, permissions "
+            "and open-file limit (retrying with backoff)",
+        )
+
     def _record(self, active: ActiveRun, result: RunResult) -> None:
-        self.store.record_run(result)
+        try:
+            self.store.record_run(result)
+        except sqlite3.Error as exc:  # the outcome still reaches the log and the planner
+            log.error("run %s not recorded in the state database: %s", active.pair.log_line(), exc)
         level = logging.INFO if not result.outcome.is_failure else logging.WARNING
         log.log(
             level,
@@ -439,8 +518,12 @@ class Engine:
                 "regolancer",
                 f"regolancer: {result.outcome.describe}: {result.last_line or 'no output'}",
             )
-        elif result.outcome != Outcome.STOPPED:
+        elif result.outcome not in (Outcome.STOPPED, Outcome.START_FAILED):
             self.clear("regolancer", "regolancer runs work again")
+        if result.outcome not in _NOT_STARTED:
+            if self._start_faults:
+                self._start_faults, self._start_retry_at = 0, 0.0
+            self.clear(START_ALERT, "runs start again")
         self.events.emit(RunFinished(active.pair, active.worker, result))
 
     # --- ledger -------------------------------------------------------------------------
@@ -498,16 +581,34 @@ class Engine:
     def alert(self, key: str, message: str) -> None:
         """Tell listeners about a problem once per episode (until `clear` with the same key)."""
         if key not in self._alerts:
-            self._alerts.add(key)
+            self._alerts[key] = message
             log.error("alert: %s", message)
+            self._save_alerts()
             self.events.emit(AlertRaised(key, message))
 
     def clear(self, key: str, message: str) -> None:
         """End an alert episode with a recovery message; nothing if none was raised."""
         if key in self._alerts:
-            self._alerts.discard(key)
+            del self._alerts[key]
             log.info("recovered: %s", message)
+            self._save_alerts()
             self.events.emit(AlertCleared(key, message))
+
+    def alert_standing(self, key: str) -> bool:
+        """Whether the alert `key` was raised and not cleared yet (one cause, one alert)."""
+        return key in self._alerts
+
+    @property
+    def alerts(self) -> dict[str, str]:
+        """The standing alerts by key (a copy)."""
+        return dict(self._alerts)
+
+    def _save_alerts(self) -> None:
+        # `health` reads them; a store that refuses writes must not break the alert itself.
+        try:
+            self.store.put_value(ALERTS_KEY, json.dumps(self._alerts, sort_keys=True))
+        except sqlite3.Error as exc:
+            log.warning("standing alerts not saved for `health`: %s", exc)
 
     async def wait_idle(self) -> None:
         """Wait until no cycle runs and every run (carried over ones too) has ended."""
@@ -520,3 +621,15 @@ class Engine:
         """Start no new cycle or run; stop every running regolancer (whole process groups)."""
         self._stopping = True
         await self.runner.stop_all()
+
+    async def cancel_cycle(self) -> None:
+        """Cancel a cycle that did not end by itself after `stop` (e.g. stuck on LNDg).
+
+        Its runs are stopped already, so nothing is left running; shutdown stays bounded.
+        """
+        task = self._cycle_task
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        log.warning("cycle did not end after stop (waiting on LNDg?); cancelling it")
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_CANCEL_WAIT)

@@ -2,37 +2,61 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
 # The engine beats every few seconds; a minute of silence means it is stuck or gone.
 MAX_SILENCE_SECONDS = 120.0
+# Standing alerts that mean the daemon itself cannot do its work (see core.engine).
+UNHEALTHY_ALERTS = ("start",)
 
 
-def heartbeat_age(database: Path, now: float | None = None) -> float | None:
-    """Seconds since the last heartbeat, None when there is none (or no database)."""
+def _read_value(database: Path, key: str) -> str | None:
     if not database.exists():
         return None
     # Read-only: a health probe must never create or lock the daemon's database.
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2) as db:
         try:
-            row = db.execute("SELECT value FROM kv WHERE key = 'heartbeat'").fetchone()
+            row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         except sqlite3.OperationalError:
             return None
-    if row is None:
+    return None if row is None else str(row[0])
+
+
+def heartbeat_age(database: Path, now: float | None = None) -> float | None:
+    """Seconds since the last heartbeat, None when there is none (or no database)."""
+    value = _read_value(database, "heartbeat")
+    if value is None:
         return None
-    return (time.time() if now is None else now) - float(row[0])
+    return (time.time() if now is None else now) - float(value)
+
+
+def standing_alerts(database: Path) -> dict[str, str]:
+    """The daemon's standing alerts by key (empty when none, or unreadable)."""
+    try:
+        alerts = json.loads(_read_value(database, "alerts") or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in alerts.items()} if isinstance(alerts, dict) else {}
 
 
 def check_health(database: Path, now: float | None = None) -> tuple[bool, str]:
     """(healthy, one line for the operator)."""
     try:
         age = heartbeat_age(database, now)
+        alerts = standing_alerts(database)
     except sqlite3.Error as exc:
         return False, f"unhealthy: cannot read {database}: {exc}"
     if age is None:
         return False, f"unhealthy: no heartbeat in {database} (has the daemon started?)"
     if age > MAX_SILENCE_SECONDS:
         return False, f"unhealthy: last heartbeat {age:.0f}s ago"
-    return True, f"healthy: last heartbeat {age:.0f}s ago"
+    faults = [alerts[key] for key in UNHEALTHY_ALERTS if key in alerts]
+    if faults:
+        return False, f"unhealthy: {'; '.join(faults)}"
+    others = "; ".join(alerts.values())
+    return True, f"healthy: last heartbeat {age:.0f}s ago" + (
+        f"; standing alerts: {others}" if others else ""
+    )

@@ -109,6 +109,9 @@ class Outcome(enum.StrEnum):
     CRASHED = "crashed"
     KILLED = "killed"
     BINARY_MISSING = "binary_missing"
+    # Our side failed to start or follow the run (worker log or config not writable, no
+    # file descriptors): says nothing of the route, and is a fault of this host.
+    START_FAILED = "start_failed"
     STOPPED = "stopped"
     DRY_RUN = "dry_run"
 
@@ -127,7 +130,13 @@ class Outcome(enum.StrEnum):
 
 
 _NEUTRAL_OUTCOMES = frozenset(
-    {Outcome.STOPPED, Outcome.DRY_RUN, Outcome.LND_ERROR, Outcome.BINARY_MISSING}
+    {
+        Outcome.STOPPED,
+        Outcome.DRY_RUN,
+        Outcome.LND_ERROR,
+        Outcome.BINARY_MISSING,
+        Outcome.START_FAILED,
+    }
 )
 # regolancer's answer when, by its own live balances, the pair no longer qualifies.
 NOT_QUALIFIED_MARKER = "no channelpairs available"
@@ -142,6 +151,7 @@ _OUTCOME_TEXT = {
     Outcome.CRASHED: "crashed",
     Outcome.KILLED: "killed at our time limit",
     Outcome.BINARY_MISSING: "regolancer binary missing",
+    Outcome.START_FAILED: "could not be started",
     Outcome.STOPPED: "stopped at shutdown",
     Outcome.DRY_RUN: "dry run (not started)",
 }

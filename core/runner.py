@@ -199,15 +199,23 @@ class _WorkerLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: IO[bytes] = path.open("ab")
         self._size = self._handle.tell()
+        self._failed = False
 
     def write(self, text: str) -> None:
+        """Append a line; a full disk loses log lines, never the run (warned once)."""
         data = (text.rstrip("\n") + "\n").encode("utf-8", "replace")
         if len(data) > self.max_bytes:
             data = data[: self.max_bytes - 1] + b"\n"
-        if self._size + len(data) > self.max_bytes and self._size > 0:
-            self._rotate()
-        self._handle.write(data)
-        self._handle.flush()
+        try:
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            self._handle.write(data)
+            self._handle.flush()
+        except (OSError, ValueError) as exc:  # ValueError: closed after a failed rotation
+            if not self._failed:
+                self._failed = True
+                log.warning("worker log %s cannot be written (%s); lines lost", self.path, exc)
+            return
         self._size += len(data)
 
     def _rotate(self) -> None:
@@ -217,7 +225,8 @@ class _WorkerLog:
         self._size = 0
 
     def close(self) -> None:
-        self._handle.close()
+        with contextlib.suppress(OSError):
+            self._handle.close()
 
 
 @dataclass(eq=False)
@@ -387,13 +396,33 @@ class RegolancerRunner:
             unusable = isinstance(exc, FileNotFoundError | PermissionError) or (
                 exc.errno == errno.ENOEXEC
             )
-            outcome = Outcome.BINARY_MISSING if unusable else Outcome.CRASHED
+            # Anything else (no file descriptors, no memory) is this host's fault, not a route's.
+            outcome = Outcome.BINARY_MISSING if unusable else Outcome.START_FAILED
             message = f"cannot start {executable}: {exc.strerror or exc}"
             emit("run", message)
             return self._result(pair, started, None, outcome, message)
 
         entry = _Running(pgid=proc.pid)
         self._running.add(entry)
+        try:
+            return await self._follow(proc, entry, pair, worker, emit, started)
+        except Exception:
+            # Our own failure while following it: the process must not outlive the run.
+            await self._terminate(proc, entry, self.stop_grace_seconds)
+            raise
+        finally:
+            self._running.discard(entry)
+            entry.done.set()
+
+    async def _follow(
+        self,
+        proc: asyncio.subprocess.Process,
+        entry: _Running,
+        pair: Pair,
+        worker: int,
+        emit: Callable[[str, str], None],
+        started: float,
+    ) -> RunResult:
         if self._closed:  # stop_all() ran while we were spawning
             entry.stop.set()
         emit("run", f"started pid {proc.pid}, limit {self.timeout_seconds:g} s")
@@ -439,9 +468,6 @@ class RegolancerRunner:
                 for reader in readers:
                     reader.cancel()
             raise
-        finally:
-            self._running.discard(entry)
-            entry.done.set()
 
         exit_code = proc.returncode
         outcome = classify(exit_code, tail, killed_at_limit=killed_at_limit, stopped=stopped)

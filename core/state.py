@@ -8,6 +8,7 @@ outbox of messages and the reports sent. WAL mode; the schema is versioned with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -66,6 +67,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+log = logging.getLogger(__name__)
+
 
 class StateError(Exception):
     """The state database cannot be used; the message says what to do."""
@@ -100,13 +103,23 @@ class Totals:
 
 
 def ensure_data_dir(path: Path) -> None:
-    """Create DATA_DIR private to this user (0700); a clear error if it cannot be written."""
+    """Create DATA_DIR private to this user (0700); a clear error if it cannot be written.
+
+    An existing directory of ours is tightened to 0700 too (`mkdir -p data` makes 0755):
+    the ledger, logs and reports tell what the node does.
+    """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StateError(f"DATA_DIR {path}: cannot create it ({exc.strerror})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateError(f"DATA_DIR {path}: not writable by this user; fix its owner or mode")
+    try:
+        info = path.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError as exc:  # e.g. a read-only bind mount: usable, just not tightened
+        log.warning("DATA_DIR %s: could not restrict it to 0700 (%s)", path, exc.strerror)
 
 
 class StateStore:
@@ -318,11 +331,13 @@ class StateStore:
 
     def totals(self, since: float = 0, until: float = float("inf")) -> Totals:
         count, amount, fees = self._db.execute(
-            "SELECT count(*), coalesce(sum(amount_msat), 0), coalesce(sum(fees_msat), 0) "
+            # total() sums as a float: a ledger written before stat lines were bounded can
+            # hold amounts whose integer sum would overflow and fail /status for the day.
+            "SELECT count(*), total(amount_msat), total(fees_msat) "
             "FROM ledger WHERE ts >= ? AND ts < ?",
             (since, min(until, 2**62)),
         ).fetchone()
-        return Totals(int(count), int(amount) // 1000, int(fees) / 1000)
+        return Totals(int(count), int(amount // 1000), fees / 1000)
 
     # --- runs ----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,10 +33,12 @@ __all__ = [
 HEADER = "timestamp,from_channel,to_channel,amount_msat,fees_msat"
 _COLUMNS = HEADER.split(",")
 
-# Bitcoin's genesis block (2009-01-03) to 2100-01-01: anything outside is not a Unix-seconds
-# payment time (a milliseconds timestamp lands far above the upper bound).
-_MIN_TIMESTAMP = 1_231_006_505
-_MAX_TIMESTAMP = 4_102_444_800
+# No Lightning payment is older than mainnet (2018-01-01) or more than a day ahead of this
+# host's clock (a milliseconds timestamp lands far above that).
+_MIN_TIMESTAMP = 1_514_764_800
+MAX_CLOCK_SKEW_SECONDS = 86_400
+# 21 million bitcoin in msat: no payment moves more (and day totals cannot overflow).
+MAX_AMOUNT_MSAT = 21_000_000 * 100_000_000 * 1000
 _MAX_UINT64 = (1 << 64) - 1
 # Amounts are Go int64 and end up in SQLite INTEGER columns.
 _MAX_INT64 = (1 << 63) - 1
@@ -120,13 +123,16 @@ def _parse_chan_id(name: str, raw: str) -> str:
     return str(value)
 
 
-def parse_stat_line(text: str) -> StatLine | None:
+def parse_stat_line(text: str, now: float | None = None) -> StatLine | None:
     """Parse one stat CSV line; None for the header and blank lines.
 
     Tolerates a trailing `\\r\\n`, spaces around the line and its fields, and a UTF-8 BOM.
     Channel ids stay decimal strings (uint64). Raises `StatLineError` with a one-line reason
-    when the line is not a plausible regolancer payment.
+    when the line is not a payment regolancer could have made: more than 21 M BTC, a fee
+    above the amount, a time before Lightning's mainnet or more than a day after `now`
+    (default: this host's clock).
     """
+    latest = (time.time() if now is None else now) + MAX_CLOCK_SKEW_SECONDS
     stripped = text.strip().lstrip("\ufeff").strip()
     if not stripped:
         return None
@@ -138,16 +144,21 @@ def parse_stat_line(text: str) -> StatLine | None:
         raise StatLineError(f"expected {len(_COLUMNS)} comma-separated columns, got {len(fields)}")
     raw_ts, raw_from, raw_to, raw_amount, raw_fees = fields
     timestamp = _parse_int("timestamp", raw_ts, maximum=_MAX_INT64)
-    if not _MIN_TIMESTAMP <= timestamp < _MAX_TIMESTAMP:
+    if not _MIN_TIMESTAMP <= timestamp <= latest:
         raise StatLineError(
-            f"timestamp {timestamp} is not a plausible Unix time in seconds (2009..2100)"
+            f"timestamp {timestamp} is not a plausible Unix time in seconds "
+            "(2018 to a day from now; is this host's clock right?)"
         )
     from_channel = _parse_chan_id("from_channel", raw_from)
     to_channel = _parse_chan_id("to_channel", raw_to)
     amount_msat = _parse_int("amount_msat", raw_amount, maximum=_MAX_INT64)
     if amount_msat == 0:
         raise StatLineError("amount_msat is 0: a payment always moves something")
+    if amount_msat > MAX_AMOUNT_MSAT:
+        raise StatLineError(f"amount_msat {amount_msat} is more than 21 million BTC")
     fees_msat = _parse_int("fees_msat", raw_fees, maximum=_MAX_INT64)
+    if fees_msat > amount_msat:
+        raise StatLineError(f"fees_msat {fees_msat} is above amount_msat {amount_msat}")
     return StatLine(
         timestamp=timestamp,
         from_channel=from_channel,

@@ -33,6 +33,7 @@ from bot.demo.lndg import FakeLndg
 from bot.demo.node import MIN_AMOUNT, Move, Simulation, build_channels
 from core.daemon import run_headless
 from core.lndg import LndgClient, LndgError
+from core.lock import LOCK_NAME, DataDirInUse, DataDirLock
 from core.logs import setup_logging
 from core.regolancer_config import TemplateError
 from core.report import format_fee, format_sats, format_summary
@@ -83,23 +84,32 @@ class DemoError(Exception):
     """The demo cannot start; the message says why in one line."""
 
 
-def prepare_data_dir(path: Path) -> None:
-    """Create the data directory, wiping it first if an earlier demo made it.
+def prepare_data_dir(path: Path, lock: DataDirLock) -> None:
+    """Create the data directory, wiping it first if an earlier demo made it; hold `lock`.
 
     A directory that is not empty and was not made by the demo is refused: `--data-dir`
-    pointing at the operator's real DATA_DIR must never lose it.
+    pointing at the operator's real DATA_DIR must never lose it. A demo still running on
+    the directory holds its lock: then this one stops before wiping anything.
     """
     if path.exists():
         if not path.is_dir():
             raise DemoError(f"{path} exists and is not a directory")
         if (path / MARKER).exists():
-            shutil.rmtree(path)
+            lock.acquire()
+            for entry in path.iterdir():
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         elif any(path.iterdir()):
             raise DemoError(
                 f"{path} is not empty and was not made by the demo; "
                 "choose an empty or new directory with --data-dir"
             )
     ensure_data_dir(path)
+    lock.acquire()
     (path / MARKER).write_text(
         "made by `regolancer-orchestrator demo`, wiped when the demo starts again\n",
         encoding="utf-8",
@@ -195,10 +205,10 @@ class DemoFiles:
     scenario: Path
 
 
-def prepare_files(data_dir: Path) -> DemoFiles:
+def prepare_files(data_dir: Path, lock: DataDirLock) -> DemoFiles:
     """A fresh data directory with the stand-in regolancer and the demo template in it."""
     data_dir = data_dir.resolve()
-    prepare_data_dir(data_dir)
+    prepare_data_dir(data_dir, lock)
     template = data_dir / "demo-template.json"
     template.write_text(json.dumps(DEMO_TEMPLATE, indent=2) + "\n", encoding="utf-8")
     return DemoFiles(
@@ -344,15 +354,18 @@ async def _report(settings: Settings, sim: Simulation, started: float, seed: int
 
 def demo_main(args: argparse.Namespace) -> int:
     """`regolancer-orchestrator demo [--data-dir DIR] [--seconds N] [--seed N]`."""
+    lock = DataDirLock(args.data_dir.resolve())
     try:
-        files = prepare_files(args.data_dir)
+        files = prepare_files(args.data_dir, lock)
         return asyncio.run(run_demo(files, seconds=args.seconds, seed=args.seed))
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
-    except (DemoError, TemplateError, StateError) as exc:
+    except (DemoError, TemplateError, StateError, DataDirInUse) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the daemon's own handler was installed
         return 130
+    finally:
+        lock.release()
