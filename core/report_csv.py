@@ -22,7 +22,8 @@ from core.report import DayReport, Share
 logger = logging.getLogger(__name__)
 
 CSV_NAME = "daily-report.csv"
-FILE_MODE = 0o644
+# Private like everything in DATA_DIR: the report tells what the node earns and spends.
+FILE_MODE = 0o600
 
 COLUMNS: tuple[str, ...] = (
     "date",

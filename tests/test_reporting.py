@@ -208,7 +208,7 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
             "runs_failed": "2",
         }
     ]
-    assert stat.S_IMODE(reporter.csv_path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(reporter.csv_path.stat().st_mode) == 0o600
 
     png = reporter.chart_path.read_bytes()
     assert png.startswith(PNG_SIGNATURE)

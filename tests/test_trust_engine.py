@@ -19,14 +19,15 @@ from core.engine import START_ALERT, Engine
 from core.events import AlertCleared, AlertRaised, Event, EventBus
 from core.health import check_health
 from core.models import Outcome, StatLine
+from core.regolancer_config import load_template
 from core.runner import RegolancerRunner
 from core.settings import load_settings
 from core.state import StateStore
 from core.statfile import MAX_AMOUNT_MSAT, StatLineError, parse_stat_line
-from tests.daemon_process import FAKE_REGOLANCER
+from tests.daemon_process import FAKE_REGOLANCER, REPO
 from tests.test_engine import Node, ScriptedRunner, make_engine, star_node
 
-TEMPLATE = {"node": "127.0.0.1:10009", "macaroon_filename": "m", "tlscert": "t"}
+TEMPLATE = load_template(REPO / "config.template.json")
 
 
 def real_runner(tmp_path: Path, log_dir: Path) -> RegolancerRunner:
