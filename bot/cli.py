@@ -22,7 +22,7 @@ from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
 from core.report import EARLIEST_REPORT_DAY, combine, format_summary
 from core.reporting import Reporter
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError, load_settings, url_secrets
 from core.state import StateError, StateStore, ensure_data_dir
 
 log = logging.getLogger("bot.cli")
@@ -90,7 +90,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _secrets(settings: Settings) -> list[str]:
     values = [settings.telegram_token, settings.lndg_pass]
-    return [v.get_secret_value() for v in values if v is not None]
+    secrets = [v.get_secret_value() for v in values if v is not None]
+    # `http://user:pass@host` is accepted, so that password is as secret as LNDG_PASS.
+    for url in (settings.lndg_base_url, settings.telegram_api_base_url):
+        secrets += url_secrets(url)
+    return secrets
 
 
 def _positive_int(text: str) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from core.lndg import LndgAuthError, LndgClient, LndgError, LndgUnreachable
+from core.lndg import LndgAuthError, LndgClient, LndgError, LndgServerError, LndgUnreachable
 from core.regolancer_config import TemplateError, load_template, template_warnings
 from core.runner import find_binary
-from core.settings import Settings
+from core.settings import Settings, shown_url
 from core.state import StateError, StateStore, ensure_data_dir
 
 
@@ -73,13 +73,16 @@ async def check_lndg(settings: Settings) -> Check:
         return Check("LNDg", False, f"credentials rejected: {exc}")
     except LndgUnreachable as exc:
         return Check("LNDg", False, f"unreachable: {exc}")
+    except LndgServerError as exc:
+        return Check("LNDg", False, f"server error: {exc}")
     except LndgError as exc:
-        return Check("LNDg", False, f"not an LNDg API: {exc}")
+        # A 400 from Django, an error body, a page that is not JSON: the message says which.
+        return Check("LNDg", False, f"unexpected answer: {exc}")
     skipped = f", {len(fetched.skipped)} rows skipped" if fetched.skipped else ""
     return Check(
         "LNDg",
         True,
-        f"{settings.lndg_base_url} answers, credentials accepted, "
+        f"{shown_url(settings.lndg_base_url)} answers, credentials accepted, "
         f"{len(fetched.channels)} open active public channels{skipped}",
     )
 

@@ -2,16 +2,19 @@
 
 The contract is /work/shared/contracts/lndg.md. Points that shape this module:
 
-- LNDg runs on SQLite and locks under load: one request at a time per client, a timeout on every
-  request, and a small bounded retry on 5xx, timeouts and dropped connections. Connection
-  refusals are retried by httpx's transport (`retries=2`) and then reported at once.
+- LNDg runs on SQLite and locks under load: one request at a time per client, a deadline on every
+  request (on the whole answer, not on each read, so an LNDg trickling bytes is cut off), and a
+  small bounded retry on 5xx, timeouts and dropped connections. Connection refusals are retried
+  by httpx's transport (`retries=2`) and then reported at once.
 - DRF answers some errors with HTTP 200 and an error body, so every body is checked for the
   pagination envelope; anything else is an `LndgProtocolError`, never an empty list.
 - Pagination follows `next` until null, but only its `offset` is taken: the request always goes
   to our own base URL with our own filters, so a `next` naming another host (a reverse proxy's
   internal name) is followed safely and can never receive our credentials.
 - A row that does not validate is skipped with a WARNING naming it; the rest are returned and
-  the skipped ones are listed on the result (`Fetched.skipped`).
+  the skipped ones are listed on the result (`Fetched.skipped`). A channel whose role field
+  (`ar_in_target` with AR on, else `ar_out_target`) is outside 0..100 is kept, takes no role
+  (core.pairing) and is named in one WARNING per value, not one per cycle.
 - No message, log line or exception text carries the password: credentials travel only in the
   Basic auth header, and any `user:pass@` in the base URL is removed from every URL we use.
 """
@@ -41,6 +44,7 @@ from pydantic import (
 )
 
 from core.models import Channel
+from core.pairing import role_problem
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +58,11 @@ PAYMENT_SUCCEEDED = 2
 REBALANCE_SUCCEEDED = 2
 _USER_AGENT = "regolancer-orchestrator"
 _MAX_DETAIL = 200
+# OpenSSL's words when the other end answers TLS with plain HTTP (versions differ).
+_PLAIN_HTTP_SSL_ERRORS = ("wrong version number", "record layer failure", "packet length too long")
+# Django's "Bad Request (400)" page (DEBUG off, LNDg's default) and its debug page.
+_DJANGO_HOST_REFUSED = ("<h1>Bad Request (400)</h1>", "DisallowedHost")
+_ROLES = {"ar_in_target": "target", "ar_out_target": "source"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +309,7 @@ class LndgClient:
         self._backoff = backoff
         self._max_pages = max_pages
         self._timeout = timeout
+        self._warned_roles: set[tuple[str, str, int]] = set()
         # LNDg's SQLite locks under concurrent load: one request at a time per client.
         self._lock = asyncio.Lock()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -380,7 +390,31 @@ class LndgClient:
                 url,
                 200,
             )
+        self._warn_role_problems(parsed)
         return ChannelFetch(parsed, parsed.skipped)
+
+    def _warn_role_problems(self, channels: list[Channel]) -> None:
+        """One WARNING per channel, field and value outside 0..100, while LNDg keeps it."""
+        current: set[tuple[str, str, int]] = set()
+        for channel in channels:
+            problem = role_problem(channel)
+            if problem is None:
+                continue
+            field, value = problem
+            key = (channel.chan_id, field, value)
+            current.add(key)
+            if key not in self._warned_roles:
+                logger.warning(
+                    "LNDg channel %s (%s): %s %d is outside 0-100; it is not used as a %s "
+                    "until fixed in LNDg",
+                    channel.label,
+                    channel.chan_id,
+                    field,
+                    value,
+                    _ROLES[field],
+                )
+        # Only what LNDg still holds: a value fixed and broken again is warned again.
+        self._warned_roles = current
 
     async def fetch_payments(self, start: datetime, end: datetime) -> Fetched[Payment]:
         """Succeeded payments created in [start, end], oldest first.
@@ -511,8 +545,11 @@ class LndgClient:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 2))
             try:
                 async with self._lock:
-                    response = await self._http.get(url, params=params)
-            except httpx.TimeoutException:
+                    # httpx's timeout is per read: an LNDg trickling its answer a byte at a
+                    # time would never trip it, so the whole request has the deadline too.
+                    async with asyncio.timeout(self._timeout):
+                        response = await self._http.get(url, params=params)
+            except (httpx.TimeoutException, TimeoutError):
                 failure = self._fail(
                     LndgTimeout,
                     f"LNDg at {url} did not answer within {self._timeout:g}s "
@@ -553,7 +590,13 @@ class LndgClient:
     def _unreachable(self, url: str, exc: httpx.TransportError) -> LndgError:
         reason = str(exc) or type(exc).__name__
         hint = "check LNDG_BASE_URL and that LNDg is running"
-        if "CERTIFICATE_VERIFY_FAILED" in reason or "SSL" in reason:
+        if url.startswith("https://") and any(
+            words in reason.lower() for words in _PLAIN_HTTP_SSL_ERRORS
+        ):
+            # Certificates have nothing to do with it: no TLS answers on that port at all.
+            plain = "http://" + self.base_url.removeprefix("https://")
+            hint = f"LNDg speaks plain http there, not https: use {plain} in LNDG_BASE_URL"
+        elif "CERTIFICATE_VERIFY_FAILED" in reason or "SSL" in reason:
             hint = "TLS failed: set LNDG_CA_FILE to LNDg's certificate or LNDG_VERIFY_TLS=false"
         return self._fail(LndgUnreachable, f"cannot reach LNDg at {url}: {reason}; {hint}", url)
 
@@ -592,6 +635,18 @@ class LndgClient:
                 LndgProtocolError,
                 f"{url} does not exist (HTTP 404): not an LNDg API? LNDG_BASE_URL should be "
                 "LNDg's address, e.g. http://localhost:8889",
+                url,
+                status,
+            )
+        if status == 400 and any(mark in response.text for mark in _DJANGO_HOST_REFUSED):
+            # Django answers this before LNDg's code runs: the host is not in ALLOWED_HOSTS.
+            host = urlsplit(url).hostname or "?"
+            raise self._fail(
+                LndgProtocolError,
+                f"LNDg at {url} refused the host name {host} (HTTP 400 Bad Request from "
+                f"Django's ALLOWED_HOSTS): add '{host}' to ALLOWED_HOSTS in LNDg's "
+                f"lndg/settings.py (set by `initialize.py -ip`; `-ip {host} -f` rewrites "
+                "that file) and restart LNDg",
                 url,
                 status,
             )

@@ -52,8 +52,10 @@ class Channel(BaseModel):
     is_active: bool
     private: bool
     auto_rebalance: bool
-    ar_out_target: int = Field(ge=0, le=100)
-    ar_in_target: int = Field(ge=0, le=100)
+    # LNDg does no range check (150 and -5 are stored as given); only the field a channel's
+    # role uses is judged, by core.pairing, so an odd value elsewhere does not drop the row.
+    ar_out_target: int
+    ar_in_target: int
 
     @property
     def effective_local(self) -> int:

@@ -3,6 +3,10 @@
 source: LNDg does NOT auto-rebalance it and its local % is above its `ar_out_target`.
 target: LNDg DOES auto-rebalance it and its local % is below `100 - ar_in_target`.
 Percentages are LNDg's: integer division, pending outbound HTLCs counted as local.
+
+LNDg stores any integer in these targets. A channel whose role field is outside 0..100 takes
+no role until the operator fixes it in LNDg: the rule cannot say what such a value means,
+and a guess would move real sats.
 """
 
 from __future__ import annotations
@@ -23,12 +27,37 @@ def is_usable(channel: Channel, excluded: Collection[str] = ()) -> bool:
     )
 
 
+def _is_pct(value: int) -> bool:
+    return 0 <= value <= 100
+
+
+def role_problem(channel: Channel) -> tuple[str, int] | None:
+    """The field its role uses and its value, when that is outside 0..100; else None.
+
+    AR on: the channel can only be a target, so only `ar_in_target` matters; AR off: only
+    `ar_out_target`. The other field plays no part, whatever LNDg holds in it.
+    """
+    if channel.auto_rebalance:
+        field, value = "ar_in_target", channel.ar_in_target
+    else:
+        field, value = "ar_out_target", channel.ar_out_target
+    return None if _is_pct(value) else (field, value)
+
+
 def is_source(channel: Channel) -> bool:
-    return not channel.auto_rebalance and channel.local_pct > channel.ar_out_target
+    return (
+        not channel.auto_rebalance
+        and _is_pct(channel.ar_out_target)
+        and channel.local_pct > channel.ar_out_target
+    )
 
 
 def is_target(channel: Channel) -> bool:
-    return channel.auto_rebalance and channel.local_pct < 100 - channel.ar_in_target
+    return (
+        channel.auto_rebalance
+        and _is_pct(channel.ar_in_target)
+        and channel.local_pct < 100 - channel.ar_in_target
+    )
 
 
 def surplus_pct(source: Channel) -> int:
@@ -64,6 +93,8 @@ def make_pair(source: Channel, target: Channel) -> Pair | None:
     """The pair with regolancer's bounds, or None where the rule forbids it."""
     if source.chan_id == target.chan_id or source.remote_pubkey == target.remote_pubkey:
         return None
+    if not (_is_pct(source.ar_out_target) and _is_pct(target.ar_in_target)):
+        return None  # pfrom/pto would be outside regolancer's 0..100
     return Pair(
         source=source,
         target=target,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import ssl
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -195,18 +197,55 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise SettingsError(problems) from None
 
 
+# The `user:password@` of a URL: up to the last "@" before the path, query or fragment.
+_USERINFO = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<userinfo>[^/?#]*)@")
+
+
+def shown_url(url: str) -> str:
+    """The URL as a log, `check` or the chat may show it: `http://user:***@host`."""
+    match = _USERINFO.match(url)
+    if match is None or ":" not in match["userinfo"]:
+        return url
+    user = match["userinfo"].partition(":")[0]
+    return f"{match['scheme']}{user}:***@{url[match.end() :]}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password in a URL's `user:password@`, as written and percent-decoded (to redact)."""
+    match = _USERINFO.match(url)
+    if match is None:
+        return []
+    _user, _colon, password = match["userinfo"].partition(":")
+    return [s for s in dict.fromkeys((password, unquote(password))) if s]
+
+
 def masked(settings: Settings) -> dict[str, str]:
-    """Every setting as the operator may see it: secrets replaced, paths as strings."""
+    """Every setting as the operator may see it: secrets replaced, paths as strings.
+
+    URLs lose their password, and a secret's value written into another setting (a token
+    pasted into TELEGRAM_API_BASE_URL) is replaced by `***` there too.
+    """
+    values = {name: getattr(settings, name) for name in type(settings).model_fields}
+    # Short values would mangle unrelated text; RedactSecrets draws the same line.
+    secrets = [
+        v.get_secret_value()
+        for v in values.values()
+        if isinstance(v, SecretStr) and len(v.get_secret_value()) >= 4
+    ]
     shown: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    for name, value in values.items():
         if isinstance(value, SecretStr):
-            text = "****** (set)" if value.get_secret_value() else "(empty)"
-        elif value is None:
+            shown[name.upper()] = "****** (set)" if value.get_secret_value() else "(empty)"
+            continue
+        if value is None:
             text = "(not set)"
         elif isinstance(value, list):
             text = ", ".join(str(v) for v in value) or "(none)"
+        elif name.endswith("_url"):
+            text = shown_url(str(value))
         else:
             text = str(value)
+        for secret in secrets:
+            text = text.replace(secret, "***")
         shown[name.upper()] = text
     return shown

@@ -117,7 +117,8 @@ async def test_bad_row_is_skipped_with_a_warning_naming_it(
     fake: FakeLndg, caplog: pytest.LogCaptureFixture
 ) -> None:
     del fake.channels[0]["capacity"]
-    fake.channels.append(channel_row(3, ar_out_target=150))
+    fake.channels.append(channel_row(3))
+    fake.channels[-1]["ar_out_target"] = "high"
     fake.channels.append(channel_row(4))
     fake.channels[-1].pop("chan_id")
     caplog.set_level(logging.WARNING, logger="core.lndg")
@@ -130,7 +131,7 @@ async def test_bad_row_is_skipped_with_a_warning_naming_it(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("879609302301671425" in w and "capacity" in w for w in warnings)
     assert any(
-        " 3 " in w and "ar_out_target" in w and "less than or equal to 100" in w for w in warnings
+        " 3 " in w and "ar_out_target" in w and "should be a valid integer" in w for w in warnings
     )
     assert any("#3" in w and "chan_id" in w for w in warnings)  # no chan_id: named by index
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ from core.pairing import (
     build_pairs,
     is_source,
     is_target,
+    make_pair,
     resolve_channel,
+    role_problem,
     sources,
     targets,
 )
+from core.planner import PairView, count_pairs
 
 SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "demo" / "samples" / "lndg"
 
@@ -182,3 +186,74 @@ def test_resolve_channel_by_id_short_id_and_alias() -> None:
         resolve_channel("Nobody", chans)
     with pytest.raises(ChannelLookupError, match="no open channel with id 1"):
         resolve_channel("1", chans)
+
+
+# --- targets LNDg accepted outside 0..100 (issue 12, item 13) ----------------------------------
+
+
+def test_a_non_ar_channel_with_ar_in_target_150_is_still_a_source() -> None:
+    # ar_in_target plays no part in a source's role; LNDg does no range check on it.
+    src = channel(1, local_balance=900_000, ar_in_target=150)
+    tgt = channel(2, local_balance=10_000, auto_rebalance=True)
+    assert is_source(src)
+    assert [p.key for p in build_pairs([src, tgt])] == [("1", "2")]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"auto_rebalance": True, "local_balance": 10_000, "ar_in_target": 150},
+        {"auto_rebalance": True, "local_balance": 10_000, "ar_in_target": -5},
+        {"auto_rebalance": False, "local_balance": 900_000, "ar_out_target": 150},
+        {"auto_rebalance": False, "local_balance": 900_000, "ar_out_target": -5},
+    ],
+    ids=["in-150", "in-minus-5", "out-150", "out-minus-5"],
+)
+def test_a_role_field_outside_0_to_100_gives_no_role(fields: dict[str, Any]) -> None:
+    odd = channel(3, **fields)
+    src = channel(1, local_balance=900_000)
+    tgt = channel(2, local_balance=10_000, auto_rebalance=True)
+    assert not is_source(odd)
+    assert not is_target(odd)
+    assert [p.key for p in build_pairs([src, tgt, odd])] == [("1", "2")]
+    # Nor can a caller pairing it by hand get bounds regolancer cannot take.
+    pair = make_pair(src, odd) if odd.auto_rebalance else make_pair(odd, tgt)
+    assert pair is None
+
+
+def test_role_problem_names_only_the_field_the_role_uses() -> None:
+    assert role_problem(channel(1, ar_in_target=150)) is None
+    assert role_problem(channel(1, ar_out_target=-5)) == ("ar_out_target", -5)
+    assert role_problem(channel(1, auto_rebalance=True, ar_in_target=150)) == (
+        "ar_in_target",
+        150,
+    )
+    assert role_problem(channel(1, auto_rebalance=True, ar_out_target=-5)) is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_counts_views_and_lists_agree_with_out_of_range_targets(seed: int) -> None:
+    rng = random.Random(seed)
+    odd_values = (-5, -1, 0, 50, 100, 101, 150)
+    peers = [f"02{rng.randrange(1 << 60):064x}" for _ in range(12)]
+    channels = [
+        channel(
+            i,
+            remote_pubkey=rng.choice(peers),
+            local_balance=rng.randrange(0, 1_000_000),
+            auto_rebalance=rng.random() < 0.5,
+            ar_out_target=rng.choice(odd_values),
+            ar_in_target=rng.choice(odd_values),
+        )
+        for i in range(1, 41)
+    ]
+    pairs = build_pairs(channels)
+    assert count_pairs(channels) == len(pairs) == len(PairView(channels))
+    assert list(PairView(channels)) == pairs
+    assert {c.chan_id for c in sources(channels)} == {c.chan_id for c in channels if is_source(c)}
+    assert {c.chan_id for c in targets(channels)} == {c.chan_id for c in channels if is_target(c)}
+    for pair in pairs:
+        assert 0 <= pair.pfrom <= 100
+        assert 0 <= pair.pto <= 100
+        assert role_problem(pair.source) is None
+        assert role_problem(pair.target) is None

@@ -19,6 +19,8 @@ What it reproduces, and why it matters to a client:
   with `WWW-Authenticate: Basic realm="api"`.
 - Content negotiation: JSON for `*/*` or `application/json`; the browsable HTML page when the
   Accept header prefers `text/html` (as a browser's does) or `?format=api`.
+- Django's ALLOWED_HOSTS (LNDg's initialize.py `-ip`, default `*`): a Host header outside
+  `allowed_hosts` gets Django's HTML "Bad Request (400)" before anything else runs.
 - 405 with `Allow` for methods a route lacks, Django's HTML 404 for unknown paths, a 301 to the
   slash-terminated path (APPEND_SLASH), and `PUT /api/channels/<chan_id>/` whose validation
   errors come back as HTTP 200 with a field-error body, as LNDg's view does.
@@ -62,13 +64,24 @@ from core.models import chan_id_to_short_id, short_id_to_chan_id
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples" / "lndg"
 
 FAULTS = frozenset(
-    {"500", "401", "slow", "garbage", "error_body", "fail_after_first_page", "missing_fields"}
+    {
+        "500",
+        "401",
+        "slow",
+        "trickle",
+        "garbage",
+        "error_body",
+        "fail_after_first_page",
+        "missing_fields",
+    }
 )
 """Fault names for `FakeLndg.fault`:
 
 - "500": HTTP 500 with Django's HTML error page.
 - "401": HTTP 401 "Invalid username/password." whatever the credentials.
 - "slow": wait `slow_seconds`, then answer normally.
+- "trickle": answer normally, but send the body one byte every `trickle_seconds` after the
+  headers, so no single read ever waits long (a per-read timeout never trips).
 - "garbage": HTTP 200 with an HTML page instead of JSON.
 - "error_body": HTTP 200 with `error_body` (a `{"detail": ...}` or a DRF field-error dict).
 - "fail_after_first_page": list pages with offset > 0 get HTTP 500; the first page is fine.
@@ -164,6 +177,10 @@ _HTML_404 = (
 _HTML_500 = (
     '<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n</head>\n'
     "<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+)
+_HTML_400 = (
+    '<!doctype html>\n<html lang="en">\n<head>\n  <title>Bad Request (400)</title>\n</head>\n'
+    "<body>\n  <h1>Bad Request (400)</h1><p></p>\n</body>\n</html>\n"
 )
 _HTML_GARBAGE = (
     "<!DOCTYPE html>\n<html>\n<head><title>LNDg</title></head>\n"
@@ -611,12 +628,35 @@ class RecordedRequest(NamedTuple):
     authorized: bool
 
 
+class _Request(NamedTuple):
+    method: str
+    target: str
+    headers: Mapping[str, str]
+    body: bytes
+    allowed: bool
+    auth_failure: str | None
+
+
+def _host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
+    """Django's validate_host: exact names, `*`, and `.example.com` for it and its subdomains."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.lower().rstrip(".")
+    for pattern in allowed_hosts:
+        pattern = pattern.lower()
+        if pattern == "*" or pattern == name:
+            return True
+        if pattern.startswith(".") and (name.endswith(pattern) or name == pattern[1:]):
+            return True
+    return False
+
+
 @dataclass
 class _Reply:
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float | None = None  # seconds between body bytes (the "trickle" fault)
 
 
 def _json_reply(status: int, data: object, **headers: str) -> _Reply:
@@ -662,6 +702,9 @@ class FakeLndg:
         self.requests: list[RecordedRequest] = []
         self.lock = threading.RLock()
         self.slow_seconds = 5.0
+        self.trickle_seconds = 2.0
+        # Django's ALLOWED_HOSTS as LNDg's initialize.py writes it (`-ip`, default "*").
+        self.allowed_hosts: tuple[str, ...] = ("*",)
         self.error_body: dict[str, Any] = {"detail": "database is locked"}
         self.dropped_fields: tuple[str, ...] = ("capacity",)
         self.fault_count: int | None = None
@@ -810,6 +853,9 @@ class FakeLndg:
         with self.lock:
             self.requests.append(RecordedRequest(method, target, allowed))
 
+        if not _host_allowed(host, self.allowed_hosts):
+            # Django's CommonMiddleware asks for the host before any view runs.
+            return _html_reply(400, _HTML_400)
         fault = self._take_fault(self._fault_applies(self._fault, method, path, query))
         if fault == "slow":
             self._stopping.wait(self.slow_seconds)
@@ -825,6 +871,19 @@ class FakeLndg:
         if fault == "error_body":
             return _json_reply(200, self.error_body)
         drop = self.dropped_fields if fault == "missing_fields" else ()
+        request = _Request(method, target, headers, body, allowed, auth_failure)
+        reply = self._route(request, drop)
+        if fault == "trickle":
+            reply.trickle = self.trickle_seconds
+        return reply
+
+    def _route(self, request: _Request, drop: Iterable[str]) -> _Reply:
+        """The answer of Django and DRF once the fault (if any) has had its say."""
+        method, target, headers, body, allowed, auth_failure = request
+        parts = urlsplit(target)
+        path = parts.path
+        query = {key: values[-1] for key, values in parse_qs(parts.query, True).items()}
+        host = headers.get("host") or f"127.0.0.1:{self.port}"
 
         list_match = _LIST_ROUTE.match(path)
         detail_match = _DETAIL_ROUTE.match(path)
@@ -1128,8 +1187,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        if method != "HEAD":
+        if method == "HEAD":
+            return
+        if reply.trickle is None:
             self.wfile.write(reply.body)
+            return
+        for index in range(len(reply.body)):
+            if index and self.server.fake._stopping.wait(reply.trickle):
+                self.close_connection = True
+                return
+            self.wfile.write(reply.body[index : index + 1])
 
     def do_GET(self) -> None:
         """Serve GET."""
