@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from http import HTTPStatus
 from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
 
 from bot import render
 from bot.auth import make_guard
 from bot.handlers import Commands
-from bot.outbox import OutboxSender, text_message
+from bot.outbox import BOTFATHER_HINT, Episodes, OutboxSender, text_message
 from core.daemon import (
     LEDGER_POLL_SECONDS,
     REPORT_CHECK_SECONDS,
@@ -23,7 +26,7 @@ from core.daemon import (
     SendReport,
     describe_mode,
     open_services,
-    stop_engine,
+    stop_services,
 )
 from core.engine import Engine
 from core.events import AlertCleared, AlertRaised, Event
@@ -36,6 +39,8 @@ OUTBOX_FLUSH_SECONDS = 1.0
 CAPTION_LIMIT = 1024
 # The shutdown message gets this long to leave before the process exits.
 FAREWELL_SECONDS = 2.0
+# Polling that keeps failing sleeps between tries (PTB: up to 30 s) before it sees a stop.
+POLLING_STOP_SECONDS = 2.0
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -46,16 +51,70 @@ def file_url(base_url: str) -> str:
     return f"{head}/file/bot" if head else base_url
 
 
-def build_application(settings: Settings) -> App:
+class TokenRejected(TelegramError):
+    """getUpdates was refused for the token (PTB's InvalidToken), as an error polling retries."""
+
+
+class PollingWatch:
+    """Polling trouble in the log: one line when getUpdates starts failing, one when it works.
+
+    `failed` is the updater's `error_callback`; `worked` is called by `PollingRequest`.
+    """
+
+    def __init__(self, episodes: Episodes) -> None:
+        self.episodes = episodes
+
+    def failed(self, exc: TelegramError) -> None:
+        if isinstance(exc, TokenRejected):
+            self.episodes.begin("token", BOTFATHER_HINT)
+        else:
+            self.episodes.begin(
+                "polling",
+                f"Telegram polling fails ({exc.message}); commands wait, retrying",
+                logging.WARNING,
+            )
+
+    def worked(self, asked_at: float) -> None:
+        self.episodes.end("token", "Telegram accepts TELEGRAM_TOKEN again", asked_at)
+        self.episodes.end("polling", "Telegram polling works again", asked_at)
+
+
+class PollingRequest(HTTPXRequest):
+    """getUpdates' connection (PTB's default for it), reporting to a `PollingWatch`.
+
+    PTB's polling loop gives up for good on a 401/404 (InvalidToken), silently for the chat,
+    and `Updater.stop` raises it again at shutdown; as `TokenRejected` it is retried like any
+    error (PTB backs off to 30 s), and commands are read again once the token works.
+    """
+
+    def __init__(self, watch: PollingWatch) -> None:
+        super().__init__(connection_pool_size=1)
+        self.watch = watch
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        asked = time.monotonic()
+        code, payload = await super().do_request(*args, **kwargs)
+        if code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND):
+            raise TokenRejected(f"{HTTPStatus(code).phrase} ({code})")
+        if HTTPStatus.OK <= code < HTTPStatus.MULTIPLE_CHOICES:
+            self.watch.worked(asked)
+        return code, payload
+
+
+def build_application(settings: Settings, watch: PollingWatch | None = None) -> App:
     assert settings.telegram_token is not None
-    return (
+    builder = (
         ApplicationBuilder()
         .token(settings.telegram_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(file_url(settings.telegram_api_base_url))
         .rate_limiter(AIORateLimiter(max_retries=0))
-        .build()
+        # A command waiting on a slow LNDg (/pairs) must not hold up /status.
+        .concurrent_updates(True)
     )
+    if watch is not None:
+        builder = builder.get_updates_request(PollingRequest(watch))
+    return builder.build()
 
 
 def alerts_to_outbox(engine: Engine) -> Any:
@@ -99,7 +158,9 @@ async def run_bot(settings: Settings) -> int:
     async with open_services(settings, notify=True) as services:
         engine = services.engine
         engine.events.subscribe(alerts_to_outbox(engine))
-        app = build_application(settings)
+        episodes = Episodes()  # Telegram trouble, once per episode in the log
+        watch = PollingWatch(episodes)
+        app = build_application(settings, watch)
         try:
             if not await _initialize(app, stopping):
                 return 0
@@ -107,7 +168,11 @@ async def run_bot(settings: Settings) -> int:
             log.error("TELEGRAM_TOKEN was rejected by Telegram; get a valid one from @BotFather")
             return 2
         sender = OutboxSender(
-            app.bot, engine.store, settings.telegram_chat_id, settings.notify_min_sats
+            app.bot,
+            engine.store,
+            settings.telegram_chat_id,
+            settings.notify_min_sats,
+            episodes=episodes,
         )
         commands = Commands(engine, services.reporter)
         reports = DailyReports(
@@ -145,25 +210,38 @@ async def run_bot(settings: Settings) -> int:
                 drop_pending_updates=False,
                 timeout=10,
                 bootstrap_retries=-1,
+                error_callback=watch.failed,
             )
         )
         stop_wait = asyncio.create_task(stopping.wait())
         await asyncio.wait({polling, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if not polling.done():
             polling.cancel()
+        elif (failure := polling.exception()) is not None:
+            # e.g. the token rejected between getMe and polling: the engine still runs.
+            log.error(
+                "Telegram polling did not start (%s: %s); commands are not read until restart",
+                type(failure).__name__,
+                failure,
+            )
         await stopping.wait()
 
         log.info("stopping: no new runs, stopping running regolancer processes")
         # Stop the engine first: PTB waits for running jobs, and a cycle job waits for
         # its regolancer runs.
-        await stop_engine(engine)
+        await stop_services(services)
         engine.store.enqueue("text", text_message(render.stopping(describe_mode(engine))))
         try:
             await asyncio.wait_for(sender.flush(), FAREWELL_SECONDS)
         except TimeoutError:
             log.warning("shutdown message not delivered in time; it stays in the outbox")
         if app.updater.running:
-            await app.updater.stop()
+            try:
+                await asyncio.wait_for(app.updater.stop(), POLLING_STOP_SECONDS)
+            except TimeoutError:  # cancelled in its sleep: stopped all the same
+                log.info("Telegram polling was waiting to retry; stopped")
+            except TelegramError as exc:  # polling ended in an error: a line, no traceback
+                log.warning("Telegram polling ended with %s: %s", type(exc).__name__, exc)
         await app.stop()
         await app.shutdown()
     log.info("stopped")
@@ -204,7 +282,10 @@ def _schedule(
         try:
             await engine.cycle()
         finally:
-            jobs.run_once(cycle, when=engine.next_cycle_delay(), name="cycle", job_kwargs=late_ok)
+            if not engine.stopping:
+                jobs.run_once(
+                    cycle, when=engine.next_cycle_delay(), name="cycle", job_kwargs=late_ok
+                )
 
     async def ledger(context: ContextTypes.DEFAULT_TYPE) -> None:
         engine.poll_ledger()

@@ -1,14 +1,24 @@
-"""Parsing chat command arguments: pure functions raising ArgumentError with a hint."""
+"""Parsing chat command arguments: pure functions raising ArgumentError with a hint.
+
+Numbers are matched with ASCII patterns only: `str.isdigit()` and `\\d` accept '²' or '٣',
+which `int()` then refuses or reads as a number the operator never typed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 
-_DURATION = re.compile(r"^(\d{1,5})\s*(s|sec|m|min|h|hr|d|day|days)?$", re.IGNORECASE)
+_DURATION = re.compile(r"([0-9]{1,5})\s*(s|sec|m|min|h|hr|d|day|days)?", re.IGNORECASE | re.ASCII)
+_COUNT = re.compile(r"[0-9]{1,3}")
+_DAYS = re.compile(r"([0-9]{1,3})d")
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 MAX_PAUSE_SECONDS = 30 * 86400
 MAX_HISTORY = 50
+MAX_REPORT_DAYS = 90
+# Lightning mainnet began in 2018; LNDg holds nothing older.
+FIRST_REPORT_DAY = dt.date(2018, 1, 1)
 
 
 class ArgumentError(ValueError):
@@ -22,7 +32,7 @@ class ArgumentError(ValueError):
 
 def parse_duration(text: str) -> int:
     """`90s`, `30m`, `2h`, `1d` (a bare number is minutes) into seconds."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         raise ArgumentError(f"{text!r} is not a duration", "/pause 2h")
     number, unit = int(match.group(1)), (match.group(2) or "m").lower()
@@ -51,7 +61,7 @@ def parse_on_off(text: str) -> bool:
 def parse_count(args: list[str], default: int = 10) -> int:
     if not args:
         return default
-    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_HISTORY:
+    if len(args) > 1 or not _COUNT.fullmatch(args[0]) or not 1 <= int(args[0]) <= MAX_HISTORY:
         raise ArgumentError(f"give a number from 1 to {MAX_HISTORY}", "/history 20")
     return int(args[0])
 
@@ -67,11 +77,11 @@ def parse_channel(args: list[str], command: str) -> str:
     return text
 
 
-MAX_REPORT_DAYS = 90
-
-
 def parse_report_period(args: list[str], today: dt.date) -> tuple[dt.date, int]:
-    """`today`, `yesterday`, `YYYY-MM-DD`, `7d`, `30d` into (last day, number of days)."""
+    """`today`, `yesterday`, `YYYY-MM-DD`, `7d`, `30d` into (last day, number of days).
+
+    A date lies between FIRST_REPORT_DAY and `today`.
+    """
     word = args[0].strip().lower() if args else "today"
     example = "/report yesterday"
     if len(args) > 1:
@@ -80,17 +90,24 @@ def parse_report_period(args: list[str], today: dt.date) -> tuple[dt.date, int]:
         return today, 1
     if word == "yesterday":
         return today - dt.timedelta(days=1), 1
-    if word.endswith("d") and word[:-1].isdigit():
-        days = int(word[:-1])
+    if days_match := _DAYS.fullmatch(word):
+        days = int(days_match.group(1))
         if not 1 <= days <= MAX_REPORT_DAYS:
             raise ArgumentError(f"a period lasts 1 to {MAX_REPORT_DAYS} days", "/report 7d")
         return today, days
-    try:
-        day = dt.date.fromisoformat(word)
-    except ValueError:
+    date_match = _DATE.fullmatch(word)
+    if date_match is None:
         raise ArgumentError(
             f"{args[0]!r} is not today, yesterday, a date like 2026-11-23, or 7d", example
-        ) from None
+        )
+    try:
+        day = dt.date(*(int(part) for part in date_match.groups()))
+    except ValueError:
+        raise ArgumentError(f"{args[0]!r} is not a day of the calendar", example) from None
     if day > today:
         raise ArgumentError("that day has not happened yet", example)
+    if day < FIRST_REPORT_DAY:
+        raise ArgumentError(
+            f"reports begin on {FIRST_REPORT_DAY.isoformat()} (Lightning mainnet)", example
+        )
     return day, 1

@@ -1,17 +1,34 @@
-"""Command and button handlers: parse, call the engine, render. Nothing else."""
+"""Command and button handlers: parse, call the engine, render. Nothing else.
+
+Switches ask before they act. The question's buttons carry only a short random token; what
+to do, its checked argument, who asked and when stay here in memory (`Confirmations`), so a
+button's data can name nothing to do, and a restart or ten minutes void every question.
+Every confirmable action is one entry of `CONFIRMABLE`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import re
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot import render
 from bot.arguments import (
@@ -37,11 +54,75 @@ log = logging.getLogger("bot.handlers")
 
 Context = ContextTypes.DEFAULT_TYPE
 
+CONFIRM_SECONDS = 600.0
+# A pause this far ahead reads as "until /resume" (a date that far cannot be shown).
+_FAR_SECONDS = 10 * 365 * 86400.0
+_COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?")
+
 
 def day_start(now: float, zone: dt.tzinfo) -> float:
     """Midnight of `now`'s local day, as a Unix time."""
     local = dt.datetime.fromtimestamp(now, zone)
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A question waiting for its Confirm button: what, with which checked argument, who, when."""
+
+    action: str
+    argument: Any
+    user_id: int
+    asked_at: float
+
+
+class Confirmations:
+    """Pending questions by short random token; in memory only, so a restart voids them."""
+
+    def __init__(
+        self, ttl: float = CONFIRM_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._pending: dict[str, Pending] = {}
+
+    def ask(self, action: str, argument: Any, user_id: int) -> str:
+        """Remember a question; returns its token (fits callback data with room to spare)."""
+        self._forget_expired()
+        token = secrets.token_urlsafe(9)
+        self._pending[token] = Pending(action, argument, user_id, self.clock())
+        return token
+
+    def take(self, token: str, user_id: int) -> Pending | None:
+        """The question of `token`, once; None if unknown, expired or asked by someone else."""
+        self._forget_expired()
+        pending = self._pending.get(token)
+        if pending is None or pending.user_id != user_id:
+            return None
+        del self._pending[token]
+        return pending
+
+    def __contains__(self, token: object) -> bool:
+        self._forget_expired()
+        return token in self._pending
+
+    def __len__(self) -> int:
+        self._forget_expired()
+        return len(self._pending)
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        for token in [t for t, p in self._pending.items() if now - p.asked_at >= self.ttl]:
+            del self._pending[token]
+
+
+def command_name(update: Update) -> str:
+    """The command an update carried (`/history`), for a reply about it."""
+    if update.callback_query is not None:
+        return "that button"
+    text = update.effective_message.text if update.effective_message else None
+    match = _COMMAND.match(text or "")
+    return f"/{match.group(1)}" if match else "that"
 
 
 @dataclass
@@ -51,7 +132,11 @@ class Commands:
     engine: Engine
     reporter: Reporter | None = None
     next_cycle: Callable[[], float | None] = lambda: None
+    confirmations: Confirmations = field(default_factory=Confirmations)
+    # The newest pair list, for the page buttons. Updates run concurrently: a slow fetch
+    # that ends after a newer one must not replace it (`_pairs_asked` is when it began).
     _pairs: tuple[list[Channel], Sequence[Pair]] = field(default_factory=lambda: ([], []))
+    _pairs_asked: float = 0.0
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -60,9 +145,10 @@ class Commands:
     def mode(self) -> str:
         mode = "dry run" if self.engine.dry_run else "live"
         until = self.engine.store.paused_until()
-        if until is not None and until > time.time():
+        now = time.time()
+        if until is not None and until > now:
             mode += ", paused" + (
-                "" if until == float("inf") else f" until {render.clock(until, self.zone)}"
+                "" if until - now > _FAR_SECONDS else f" until {render.clock(until, self.zone)}"
             )
         return mode
 
@@ -81,9 +167,13 @@ class Commands:
         app.add_handler(CommandHandler("history", self.history))
         app.add_handler(CommandHandler("config", self.config))
         app.add_handler(CommandHandler("report", self.report))
-        app.add_handler(CallbackQueryHandler(self.page, pattern=r"^pairs:\d+$"))
+        # After the known commands: the first matching handler of a group wins.
+        app.add_handler(MessageHandler(filters.COMMAND, self.unknown))
+        app.add_handler(CallbackQueryHandler(self.page, pattern=r"^pairs:[0-9]{1,6}$"))
         app.add_handler(CallbackQueryHandler(self.confirmed, pattern=r"^ok:"))
-        app.add_handler(CallbackQueryHandler(self.cancelled, pattern=r"^no$"))
+        app.add_handler(CallbackQueryHandler(self.cancelled, pattern=r"^no(:|$)"))
+        app.add_handler(CallbackQueryHandler(self.void))  # any other (old, forged) button
+        app.add_error_handler(self.failed)
 
     # --- replies ------------------------------------------------------------------------
 
@@ -97,22 +187,20 @@ class Commands:
                 disable_web_page_preview=True,
             )
 
-    async def ask(self, update: Update, action: str, argument: str = "") -> None:
+    async def ask(self, update: Update, action: str, argument: Any = None) -> None:
         """Switches confirm with a button before they change anything."""
-        data = f"ok:{action}" + (f":{argument}" if argument else "")
-        shown = describe_duration(int(argument)) if action == "pause" and argument else argument
-        question = render.confirm_question(
-            action if action != "dryrun" else f"dryrun:{argument}", shown
-        )
+        user = update.effective_user
+        assert user is not None  # the guard lets no update without a user through
+        token = self.confirmations.ask(action, argument, user.id)
         markup = InlineKeyboardMarkup(
             [
                 [
-                    InlineKeyboardButton("Confirm", callback_data=data),
-                    InlineKeyboardButton("Cancel", callback_data="no"),
+                    InlineKeyboardButton("Confirm", callback_data=f"ok:{token}"),
+                    InlineKeyboardButton("Cancel", callback_data=f"no:{token}"),
                 ]
             ]
         )
-        await self.reply(update, question, markup)
+        await self.reply(update, CONFIRMABLE[action].question(argument), markup)
 
     # --- commands -----------------------------------------------------------------------
 
@@ -142,12 +230,15 @@ class Commands:
         await self.reply(update, text)
 
     async def _fetch_pairs(self, update: Update) -> tuple[list[Channel], Sequence[Pair]] | None:
+        asked = time.monotonic()
         try:
-            self._pairs = await self.engine.pairs()
+            fetched = await self.engine.pairs()
         except Exception as exc:
             await self.reply(update, render.alert(f"LNDg: {exc}"))
             return None
-        return self._pairs
+        if asked >= self._pairs_asked:
+            self._pairs, self._pairs_asked = fetched, asked
+        return fetched
 
     @staticmethod
     def _page_buttons(page: int, count: int) -> InlineKeyboardMarkup | None:
@@ -194,7 +285,7 @@ class Commands:
             if not on and self.engine.settings.dry_run:
                 await self.reply(update, "DRY_RUN=true is set in the environment; change it there.")
                 return
-            await self.ask(update, "dryrun", "on" if on else "off")
+            await self.ask(update, "dryrun", on)
             return
         fetched = await self._fetch_pairs(update)
         if fetched is None:
@@ -216,7 +307,7 @@ class Commands:
         except ArgumentError as exc:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
-        await self.ask(update, "pause", str(seconds) if seconds else "")
+        await self.ask(update, "pause", seconds or None)
 
     async def resume(self, update: Update, context: Context) -> None:
         if self.engine.store.paused_until() is None:
@@ -310,43 +401,121 @@ class Commands:
                 chart, caption="Node rebalancing, last 30 days"
             )
 
+    async def unknown(self, update: Update, context: Context) -> None:
+        text = update.effective_message.text if update.effective_message else None
+        match = _COMMAND.match(text or "")
+        if match is None:
+            return
+        mention = match.group(2)
+        if mention and mention.lower() != (context.bot.username or "").lower():
+            return  # addressed to another bot in the group
+        await self.reply(update, render.unknown_command(f"/{match.group(1)}"))
+
     # --- buttons ------------------------------------------------------------------------
+
+    @staticmethod
+    def _token(query: CallbackQuery) -> str:
+        return (query.data or "").partition(":")[2]
+
+    def _take(self, query: CallbackQuery) -> Pending | None:
+        return self.confirmations.take(self._token(query), query.from_user.id)
 
     async def confirmed(self, update: Update, context: Context) -> None:
         query = update.callback_query
         assert query is not None
-        assert query.data is not None
+        pending = self._take(query)
+        if pending is None:
+            await self._void(query)
+            return
         await query.answer()
-        _, action, *rest = query.data.split(":")
-        argument = rest[0] if rest else ""
-        store = self.engine.store
-        if action == "dryrun":
-            if argument == "off" and self.engine.settings.dry_run:
-                text = "DRY_RUN=true is set in the environment; change it there."
-            else:
-                store.dry_run = argument == "on"
-                text = f"Dry run is {'ON' if store.dry_run else 'OFF'}. Mode: {self.mode()}."
-        elif action == "pause":
-            store.pause(time.time() + int(argument) if argument else float("inf"))
-            text = f"Paused. Mode: {self.mode()}. /resume to start runs again."
-        elif action == "resume":
-            store.resume()
-            text = f"Resumed. Mode: {self.mode()}."
-        elif action == "run":
-            if self.engine.cycle_running:
-                text = "A cycle is already running."
-            else:
-                context.application.create_task(
-                    self.engine.cycle(ignore_pause=True), name="manual cycle"
-                )
-                text = "Cycle started; rebalances will appear here as they land."
-        else:
-            text = "Unknown action."
-        log.info("chat: %s %s confirmed", action, argument)
+        text = await CONFIRMABLE[pending.action].perform(self, pending.argument, context)
+        log.info(
+            "chat: %s %s confirmed by user %d",
+            pending.action,
+            "" if pending.argument is None else pending.argument,
+            pending.user_id,
+        )
         await query.edit_message_text(text)
 
     async def cancelled(self, update: Update, context: Context) -> None:
         query = update.callback_query
         assert query is not None
+        if self._take(query) is None:
+            await self._void(query)
+            return
         await query.answer()
-        await query.edit_message_text("Cancelled; nothing changed.")
+        await query.edit_message_text(render.CANCELLED)
+
+    async def void(self, update: Update, context: Context) -> None:
+        assert update.callback_query is not None
+        await self._void(update.callback_query)
+
+    async def _void(self, query: CallbackQuery) -> None:
+        """An unknown, expired or forged button (or another user's question): say so only."""
+        await query.answer(render.CONFIRMATION_VOID, show_alert=True)
+        markup = getattr(query.message, "reply_markup", None)
+        shown = [b.callback_data for row in (markup.inline_keyboard if markup else ()) for b in row]
+        if query.data in shown and self._token(query) not in self.confirmations:
+            # the question's own button, expired: the question cannot be answered any more
+            await query.edit_message_text(render.CONFIRMATION_VOID)
+
+    # --- confirmed actions (see CONFIRMABLE) ----------------------------------------------
+
+    async def switch_dry_run(self, on: bool, context: Context) -> str:
+        if not on and self.engine.settings.dry_run:
+            return "DRY_RUN=true is set in the environment; change it there."
+        self.engine.store.dry_run = on
+        return f"Dry run is {'ON' if on else 'OFF'}. Mode: {self.mode()}."
+
+    async def pause_runs(self, seconds: int | None, context: Context) -> str:
+        self.engine.pause(time.time() + seconds if seconds else float("inf"))
+        return f"Paused. Mode: {self.mode()}. /resume to start runs again."
+
+    async def resume_runs(self, _: None, context: Context) -> str:
+        self.engine.resume()
+        return f"Resumed. Mode: {self.mode()}."
+
+    async def run_now(self, _: None, context: Context) -> str:
+        if self.engine.cycle_running:
+            return "A cycle is already running."
+        context.application.create_task(self.engine.cycle(ignore_pause=True), name="manual cycle")
+        return "Cycle started; rebalances will appear here as they land."
+
+    # --- failures -----------------------------------------------------------------------
+
+    async def failed(self, update: object, context: Context) -> None:
+        """PTB's error handler: the operator hears that a command failed; the log has why."""
+        error = context.error
+        if not isinstance(update, Update):  # a job or task: one line, like the other loops
+            job = context.job.name if context.job else "a background task"
+            log.error("%s raised an exception: %s: %s", job, type(error).__name__, error)
+            return
+        command = command_name(update)
+        log.error("chat: %s failed", command, exc_info=error)
+        if update.callback_query is not None:  # stop the button's spinner (if not done yet)
+            with contextlib.suppress(TelegramError):
+                await update.callback_query.answer()
+        try:
+            await self.reply(update, render.command_failed(command, type(error).__name__))
+        except TelegramError as exc:
+            log.warning("could not tell the chat that %s failed: %s", command, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmable:
+    """A switch that asks first: its question, and what it does once confirmed."""
+
+    question: Callable[[Any], str]
+    perform: Callable[[Commands, Any, Context], Awaitable[str]]
+
+
+# Every action a Confirm button can trigger; `Commands.ask` names one of these.
+CONFIRMABLE: dict[str, Confirmable] = {
+    "dryrun": Confirmable(render.confirm_dry_run, Commands.switch_dry_run),
+    "pause": Confirmable(
+        lambda seconds: render.confirm_pause(describe_duration(seconds) if seconds else None),
+        Commands.pause_runs,
+    ),
+    "resume": Confirmable(lambda _: render.confirm_resume(), Commands.resume_runs),
+    "run": Confirmable(lambda _: render.confirm_run(), Commands.run_now),
+}

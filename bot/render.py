@@ -269,17 +269,37 @@ def bad_argument(problem: str, example: str) -> str:
     return f"{escape(problem)}. Example: <code>{escape(example)}</code>"
 
 
-def confirm_question(action: str, argument: str) -> str:
-    questions = {
-        "dryrun:on": "Switch dry run <b>ON</b>? Cycles will plan and log but start nothing.",
-        "dryrun:off": "Switch dry run <b>OFF</b>? Cycles will start real rebalances.",
-        "resume": "Resume? Cycles will start runs again.",
-        "run": "Start a cycle now?",
-    }
-    if action == "pause":
-        return (
-            f"Pause for {escape(argument)}? Running rebalances finish, no new ones start."
-            if argument
-            else "Pause until /resume? Running rebalances finish, no new ones start."
-        )
-    return questions.get(action, escape(action))
+# --- confirmations and failures ----------------------------------------------------------
+
+CONFIRMATION_VOID = "This confirmation expired or is not valid; send the command again."
+CANCELLED = "Cancelled; nothing changed."
+
+
+def confirm_dry_run(on: bool) -> str:
+    if on:
+        return "Switch dry run <b>ON</b>? Cycles will plan and log but start nothing."
+    return "Switch dry run <b>OFF</b>? Cycles will start real rebalances."
+
+
+def confirm_pause(duration: str | None) -> str:
+    """`duration` as the operator reads it (`2h`), None for until /resume."""
+    if duration:
+        return f"Pause for {escape(duration)}? Running rebalances finish, no new ones start."
+    return "Pause until /resume? Running rebalances finish, no new ones start."
+
+
+def confirm_resume() -> str:
+    return "Resume? Cycles will start runs again."
+
+
+def confirm_run() -> str:
+    return "Start a cycle now?"
+
+
+def command_failed(command: str, error_type: str) -> str:
+    """A command that raised: its name and the error's type only (its text may hold a secret)."""
+    return f"Sorry, {escape(command)} failed: {escape(error_type)}; the log has details."
+
+
+def unknown_command(command: str) -> str:
+    return f"Unknown command {escape(command)}; /help lists the commands."

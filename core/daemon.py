@@ -44,6 +44,7 @@ class Services:
 
     engine: Engine
     reporter: Reporter
+    lndg: LndgClient
 
 
 def history_loader(
@@ -101,7 +102,7 @@ async def open_services(settings: Settings, *, notify: bool) -> AsyncIterator[Se
                 notify=notify,
                 history=history_loader(settings, store, lndg),
             )
-            yield Services(engine, Reporter.from_settings(settings, store, lndg))
+            yield Services(engine, Reporter.from_settings(settings, store, lndg), lndg)
     finally:
         store.close()
 
@@ -112,7 +113,8 @@ SendReport = Callable[[DayReport, bytes], Awaitable[None]]
 class DailyReports:
     """Delivers due daily reports; called every minute, cheap when nothing is due.
 
-    LNDg unavailable: one alert, a retry every REPORT_RETRY_SECONDS, a recovery message.
+    LNDg unavailable: one alert, a retry every REPORT_RETRY_SECONDS, a recovery message; none
+    while the engine's LNDg alert stands (one cause, one alert: the wait is only logged).
     A failed `send` (Telegram down) is retried the same way; a day is never sent twice.
     """
 
@@ -129,7 +131,13 @@ class DailyReports:
             delivered = await self.reporter.deliver_due(dt.datetime.now(dt.UTC), self.send)
         except ReportUnavailable as exc:
             self._retry_at = time.monotonic() + REPORT_RETRY_SECONDS
-            self.engine.alert("report", f"{exc}; retrying every {REPORT_RETRY_SECONDS // 60} min")
+            if self.engine.stopping:  # LNDg was abandoned at shutdown: nothing to tell
+                return list(exc.delivered)
+            waiting = f"{exc}; retrying every {REPORT_RETRY_SECONDS // 60} min"
+            if self.engine.alert_standing("lndg"):
+                log.info("%s", waiting)  # the chat has the LNDg alert already
+            else:
+                self.engine.alert("report", waiting)
             return list(exc.delivered)
         except Exception as exc:
             self._retry_at = time.monotonic() + REPORT_RETRY_SECONDS
@@ -160,9 +168,12 @@ def log_event(event: Event) -> None:
             )
 
 
-async def stop_engine(engine: Engine) -> None:
-    """Stop running regolancer processes and let the current cycle wind down."""
+async def stop_services(services: Services) -> None:
+    """Stop running regolancer processes, abandon what waits on LNDg, let the cycle end."""
+    engine = services.engine
     await engine.stop()
+    # A cycle, a report or a command waiting on a slow LNDg must not hold up the exit.
+    services.lndg.abort()
     # The cycle ends by itself once its runs are stopped; bounded in case one does not
     # (a cycle waiting on a slow LNDg): then it is cancelled, never waited for.
     try:
@@ -242,7 +253,7 @@ async def run_headless(settings: Settings) -> int:
         log.info("stopping: no new runs, stopping running regolancer processes")
         # The engine first: the running cycle then ends by itself and records its runs
         # as stopped, instead of being cancelled by the scheduler.
-        await stop_engine(engine)
+        await stop_services(services)
         scheduler.shutdown(wait=False)
     log.info("stopped")
     return 0

@@ -168,6 +168,11 @@ class Engine:
         log.info("resumed")
 
     @property
+    def stopping(self) -> bool:
+        """True once `stop` was called: no cycle or run starts any more."""
+        return self._stopping
+
+    @property
     def cycle_running(self) -> bool:
         return self._cycle_lock.locked()
 
@@ -186,6 +191,8 @@ class Engine:
         try:
             channels = await self._fetch_channels()
         except Exception as exc:
+            if self._stopping:  # abandoned at shutdown: not news for the operator
+                raise
             self.status.lndg_ok, self.status.lndg_error = False, str(exc)
             self.alert("lndg", f"LNDg: {exc}")
             raise
@@ -260,7 +267,7 @@ class Engine:
         try:
             channels = await self.channels()
         except Exception as exc:
-            log.error("cycle skipped: %s", exc)
+            log.log(logging.INFO if self._stopping else logging.ERROR, "cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
         self._moved = False
         await self._learn_history(channels)

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Hashable, Mapping
+from collections.abc import Coroutine, Hashable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Annotated, Any, Self, TypeVar
@@ -84,6 +84,10 @@ class LndgUnreachable(LndgError):
 
 class LndgTimeout(LndgUnreachable):
     """LNDg did not answer within LNDG_TIMEOUT_SECONDS, every try."""
+
+
+class LndgStopped(LndgError):
+    """The client was aborted (shutdown): the request was abandoned or never made."""
 
 
 class LndgAuthError(LndgError):
@@ -310,6 +314,7 @@ class LndgClient:
         self._max_pages = max_pages
         self._timeout = timeout
         self._warned_roles: set[tuple[str, str, int]] = set()
+        self._aborted = asyncio.Event()
         # LNDg's SQLite locks under concurrent load: one request at a time per client.
         self._lock = asyncio.Lock()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -537,6 +542,38 @@ class LndgClient:
             logger.debug("LNDg's next link names another host; following it on %s", url)
         return next_offset
 
+    def abort(self) -> None:
+        """Shutdown: every request in flight ends at once with `LndgStopped`, and so does
+        every later one; a slow LNDg then holds up neither the daemon's exit nor a command."""
+        self._aborted.set()
+
+    async def _get(self, url: str, params: Mapping[str, str]) -> httpx.Response:
+        async with self._lock:
+            # httpx's timeout is per read: an LNDg trickling its answer a byte at a time
+            # would never trip it, so the whole request has the deadline too.
+            async with asyncio.timeout(self._timeout):
+                return await self._http.get(url, params=params)
+
+    async def _unless_aborted(
+        self, request: Coroutine[Any, Any, httpx.Response], url: str
+    ) -> httpx.Response:
+        stopped = self._fail(LndgStopped, f"LNDg request to {url} abandoned: stopping", url)
+        if self._aborted.is_set():
+            request.close()
+            raise stopped
+        answer = asyncio.ensure_future(request)
+        aborted = asyncio.ensure_future(self._aborted.wait())
+        try:
+            await asyncio.wait({answer, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+            if not answer.done():
+                answer.cancel()
+                await asyncio.wait({answer})
+        if answer.cancelled():
+            raise stopped
+        return answer.result()
+
     async def _get_json(self, url: str, params: Mapping[str, str]) -> Any:
         """One GET with the bounded retry; the decoded JSON body, or an LndgError."""
         failure: LndgError | None = None
@@ -544,11 +581,7 @@ class LndgClient:
             if attempt > 1:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 2))
             try:
-                async with self._lock:
-                    # httpx's timeout is per read: an LNDg trickling its answer a byte at a
-                    # time would never trip it, so the whole request has the deadline too.
-                    async with asyncio.timeout(self._timeout):
-                        response = await self._http.get(url, params=params)
+                response = await self._unless_aborted(self._get(url, params), url)
             except (httpx.TimeoutException, TimeoutError):
                 failure = self._fail(
                     LndgTimeout,

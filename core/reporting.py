@@ -5,6 +5,9 @@ or the log in headless mode) and remembers, in the state store, which days went 
 
 - A day is marked sent only after `send` returned, so a crash in between may repeat that one
   day after a restart (at least once), but a day that was marked is never sent again.
+- A mark the state database refuses (locked past busy_timeout, disk full) is kept in memory:
+  this process never sends that day again, and the next round writes the mark before it
+  sends anything (logged once per episode).
 - An LNDg failure stops the round at that day with `ReportUnavailable` (days before it are
   delivered and marked); call `deliver_due` again later and it carries on where it stopped.
   Alerting once per episode is the caller's business.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
@@ -89,6 +93,9 @@ class Reporter:
         self.max_catch_up = max_catch_up
         # One round at a time: the schedule and a chat command must not both send a day.
         self._lock = asyncio.Lock()
+        # Days the chat accepted whose mark the database refused: never sent again.
+        self._unmarked: set[str] = set()
+        self._refused = False  # the database refuses marks: said once per episode
 
     @classmethod
     def from_settings(cls, settings: Settings, store: StateStore, lndg: LndgReader) -> Reporter:
@@ -174,7 +181,7 @@ class Reporter:
             now,
             self.zone,
             self.report_time,
-            self.store.report_sent,
+            self._was_sent,
             self.max_catch_up,
             earliest=earliest,
         )
@@ -184,15 +191,18 @@ class Reporter:
 
         Each day is marked sent right after its `send` returned. Raises ReportUnavailable at
         the first day LNDg cannot be read (earlier days stay delivered); an exception from
-        `send` propagates and leaves that day unsent.
+        `send` propagates and leaves that day unsent. While the database refuses a mark the
+        round stops after that day, and later rounds send nothing until the mark is written.
         """
         async with self._lock:
+            if not self._write_marks():
+                return []
             if self.store.get_value(FIRST_DAY_KEY) is None:
                 newest = latest_due_day(now, self.zone, self.report_time)
                 self.store.put_value(FIRST_DAY_KEY, newest.isoformat())
             delivered: list[date] = []
             for day in self.due(now):
-                if self.store.report_sent(day.isoformat()):
+                if self._was_sent(day.isoformat()):
                     continue
                 try:
                     report, png = await self.build_with_chart(day)
@@ -200,7 +210,34 @@ class Reporter:
                     logger.warning("daily report for %s postponed: %s", day, exc)
                     raise ReportUnavailable(day, exc, delivered) from exc
                 await send(report, png)
-                self.store.mark_report_sent(day.isoformat())
                 delivered.append(day)
                 logger.info("daily report for %s delivered", day)
+                self._unmarked.add(day.isoformat())
+                if not self._write_marks():
+                    break
             return delivered
+
+    def _was_sent(self, day: str) -> bool:
+        return day in self._unmarked or self.store.report_sent(day)
+
+    def _write_marks(self) -> bool:
+        """Record the delivered days not recorded yet; False while the database refuses."""
+        for day in sorted(self._unmarked):
+            try:
+                self.store.mark_report_sent(day)
+            except sqlite3.Error as exc:
+                if not self._refused:
+                    self._refused = True
+                    logger.error(
+                        "daily report for %s was delivered but the state database refuses to "
+                        "record it (%s); it is not sent again, and no report goes out until "
+                        "the database takes writes",
+                        day,
+                        exc,
+                    )
+                return False
+            self._unmarked.discard(day)
+        if self._refused:
+            self._refused = False
+            logger.info("state database takes writes again: delivered daily reports recorded")
+        return True

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from core.settings import Settings
+
+# CI must not depend on hypothesis's luck: the same examples on every run, derived from each
+# test's name. `HYPOTHESIS_PROFILE=explore` draws fresh ones to look for new failures (add
+# what it finds as an `@example`).
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(autouse=True)

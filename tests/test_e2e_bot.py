@@ -183,22 +183,24 @@ def test_switches_confirm_with_a_button_and_persist(node: Node, telegram: FakeTe
     with running(node) as daemon:
         telegram.wait_for_message(CHAT, text="started", timeout=30)
         question = ask(telegram, "/dryrun on", "Switch dry run ON?")
-        assert buttons(question) == ["ok:dryrun:on", "no"]
+        confirm, cancel = buttons(question)  # ok:<token>, no:<token>: the action stays here
+        assert re.fullmatch(r"ok:[\w-]{8,20}", confirm)
+        assert cancel == "no:" + confirm[3:]
         assert node.query("SELECT value FROM kv WHERE key = 'dry_run'") == []  # not yet
-        assert "Dry run is ON" in press(telegram, question, "ok:dryrun:on", "Dry run")
+        assert "Dry run is ON" in press(telegram, question, confirm, "Dry run")
         question = ask(telegram, "/pause 2h", "Pause for 2h?")
         assert "Paused" in press(telegram, question, buttons(question)[0], "Paused")
         question = ask(telegram, "/resume", "Resume?")
-        assert "Cancelled" in press(telegram, question, "no", "Cancelled")
+        assert "Cancelled" in press(telegram, question, buttons(question)[1], "Cancelled")
         assert daemon.stop()[0] == 0
     # a restart keeps the switches and says so
     with running(node):
         start = telegram.wait_for_message(CHAT, text="started", timeout=30, since=telegram.mark())
         assert "DRY RUN, PAUSED" in start["text"]
         question = ask(telegram, "/resume", "Resume?")
-        assert "Resumed" in press(telegram, question, "ok:resume", "Resumed")
+        assert "Resumed" in press(telegram, question, buttons(question)[0], "Resumed")
         question = ask(telegram, "/dryrun off", "Switch dry run OFF?")
-        assert "Dry run is OFF" in press(telegram, question, "ok:dryrun:off", "Dry run")
+        assert "Dry run is OFF" in press(telegram, question, buttons(question)[0], "Dry run")
         assert "Mode: live" in ask(telegram, "/status", "Mode")["text"]
 
 
@@ -208,7 +210,7 @@ def test_run_starts_a_cycle_now(node: Node, telegram: FakeTelegram) -> None:
         daemon.wait_for_log("cycle finish", timeout=30)
         assert len(node.runs_recorded()) == 4
         question = ask(telegram, "/run", "Start a cycle now?")
-        press(telegram, question, "ok:run", "Cycle started")
+        press(telegram, question, buttons(question)[0], "Cycle started")
         wait_until(lambda: len(node.runs_recorded()) == 8, 30, "the second cycle's runs")
 
 
@@ -216,6 +218,7 @@ def test_strangers_get_nothing_and_change_nothing(node: Node, telegram: FakeTele
     with running(node) as daemon:
         telegram.wait_for_message(CHAT, text="started", timeout=30)
         question = ask(telegram, "/pause", "Pause until /resume?")
+        confirm = buttons(question)[0]
         since = telegram.mark()
         telegram.inject_message(STRANGER, STRANGER, "/pause")  # another chat
         telegram.inject_update(
@@ -224,7 +227,7 @@ def test_strangers_get_nothing_and_change_nothing(node: Node, telegram: FakeTele
                     "id": "stranger-press",
                     "from": {"id": STRANGER, "is_bot": False, "first_name": "Mallory"},
                     "chat_instance": "elsewhere",
-                    "data": "ok:pause",
+                    "data": confirm,
                     "message": {
                         "message_id": question["message_id"],
                         "date": 0,
@@ -243,7 +246,7 @@ def test_strangers_get_nothing_and_change_nothing(node: Node, telegram: FakeTele
         assert to_strangers == []
         assert not any(c.method in ("answerCallbackQuery", "answerInlineQuery") for c in replies)
         assert node.query("SELECT value FROM kv WHERE key = 'paused_until'") == []
-        assert buttons(question) == ["ok:pause", "no"]
+        assert buttons(question)[0] == confirm
         daemon.wait_for_log(r"dropped callback_query from user 999")
         daemon.wait_for_log(r"dropped inline_query from user 999")
 
@@ -257,7 +260,7 @@ def test_allowed_users_narrow_the_chat(node: Node, telegram: FakeTelegram) -> No
         telegram.inject_message(CHAT, OPERATOR, "/status", chat_type="group")
         daemon.wait_for_log(r"dropped message from user 4242")
         telegram.inject_callback_query(
-            CHAT, OPERATOR, "ok:pause", message_id=question["message_id"]
+            CHAT, OPERATOR, buttons(question)[0], message_id=question["message_id"]
         )
         daemon.wait_for_log(r"dropped callback_query from user 4242")
         ask(telegram, "/status", "Mode", user=7)

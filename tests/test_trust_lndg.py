@@ -9,13 +9,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bot.demo.lndg import FakeLndg, channel_row
 from core.checks import check_lndg
-from core.lndg import LndgClient, LndgProtocolError, LndgTimeout, LndgUnreachable
+from core.lndg import (
+    LndgClient,
+    LndgProtocolError,
+    LndgStopped,
+    LndgTimeout,
+    LndgUnreachable,
+)
 from core.pairing import is_source, is_target
 from core.settings import load_settings
 
@@ -65,6 +72,23 @@ async def test_a_trickled_answer_is_cut_at_the_timeout_on_every_try(fake: FakeLn
         "LNDG_TIMEOUT_SECONDS"
     )
     assert len(fake.requests) == 3
+
+
+async def test_abort_ends_a_waiting_read_at_once_and_refuses_later_ones(fake: FakeLndg) -> None:
+    fake.trickle_seconds = 2.0
+    fake.fault = "trickle"
+    async with client_for(fake, timeout=60) as client:
+        reading = asyncio.create_task(client.fetch_channels())
+        while not fake.requests:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        client.abort()  # shutdown: nothing may keep waiting on LNDg
+        with pytest.raises(LndgStopped, match="abandoned: stopping"):
+            await asyncio.wait_for(reading, 5)
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(LndgStopped):
+            await client.fetch_payments(datetime(2026, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    assert len(fake.requests) == 1
 
 
 async def test_after_a_trickled_answer_the_next_try_reads_normally(fake: FakeLndg) -> None:

@@ -3,6 +3,7 @@ files, report dates LNDg can hold, and a shutdown a stuck LNDg cannot hold up.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -16,6 +17,8 @@ import pytest
 
 from bot.demo.lndg import FakeLndg
 from tests.daemon_process import REPO, Daemon, Node, run_cli, running, wait_until
+from tests.fakes.telegram import FakeTelegram
+from tests.test_e2e_bot import CHAT, TOKEN
 from tests.test_e2e_headless import node_channels
 
 
@@ -141,18 +144,28 @@ def test_a_report_before_lightning_existed_is_refused_in_one_line(node: Node, da
 # --- 10. shutdown with LNDg stuck -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("face", ["headless", "bot"])
 def test_sigterm_while_lndg_trickles_its_answer_exits_0_promptly(
-    node: Node, lndg: FakeLndg
+    node: Node, lndg: FakeLndg, face: str
 ) -> None:
     lndg.trickle_seconds = 2.0
     lndg.fault = "trickle"
-    daemon = Daemon(node, "run", env={"LNDG_TIMEOUT_SECONDS": "60"}).start()
-    try:
-        daemon.wait_for_log(r"cycle start")
-        time.sleep(1.0)  # the cycle is now reading a body that comes a byte every 2 s
-        code, took = daemon.stop(signal.SIGTERM, timeout=30)
-    finally:
-        daemon.kill()
+    env = {"LNDG_TIMEOUT_SECONDS": "60"}
+    with contextlib.ExitStack() as stack:
+        if face == "bot":
+            telegram = stack.enter_context(FakeTelegram(token=TOKEN))
+            env |= {
+                "TELEGRAM_TOKEN": TOKEN,
+                "TELEGRAM_CHAT_ID": str(CHAT),
+                "TELEGRAM_API_BASE_URL": telegram.url,
+            }
+        daemon = Daemon(node, "run", env=env).start()
+        try:
+            daemon.wait_for_log(r"cycle start")
+            time.sleep(1.0)  # the cycle is now reading a body that comes a byte every 2 s
+            code, took = daemon.stop(signal.SIGTERM, timeout=60)
+        finally:
+            daemon.kill()
     assert code == 0, daemon.output[-2000:]
     assert took < 12
     assert "Traceback" not in daemon.output

@@ -818,6 +818,8 @@ class FakeTelegram:
 
         self._calls: list[Call] = []
         self._faults: list[_Fault] = []
+        self._token_rejected = False  # reject_token(): 401 to every method
+        self._migrated: dict[int, int] = {}  # migrate_chat(): old chat id -> supergroup id
         self._chats: dict[int, JSONDict] = {}
         self._next_message_id: dict[int, int] = {}
         self._messages: dict[tuple[int, int], JSONDict] = {}
@@ -1167,9 +1169,23 @@ class FakeTelegram:
         with self._cond:
             self._faults.append(_Fault("delay", n, self._methods_set(method), delay=seconds))
 
+    def reject_token(self) -> None:
+        """Answer every Bot API method with 401 Unauthorized, as Telegram does once the token
+        was revoked in @BotFather; until ``clear_faults``."""
+        with self._cond:
+            self._token_rejected = True
+
+    def migrate_chat(self, chat_id: int, to_chat_id: int = -100123) -> None:
+        """The group ``chat_id`` was upgraded to the supergroup ``to_chat_id``: every method
+        addressing the old id answers 400 with ``migrate_to_chat_id``; until ``clear_faults``."""
+        with self._cond:
+            self._migrated[chat_id] = to_chat_id
+
     def clear_faults(self) -> None:
         with self._cond:
             self._faults.clear()
+            self._token_rejected = False
+            self._migrated.clear()
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._cond:
@@ -1265,6 +1281,12 @@ class FakeTelegram:
             raise _bad_request("chat not found")
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise _bad_request("chat not found")
+        if raw in self._migrated:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self._migrated[raw]},
+            )
         if raw in self._chats:
             return self._chats[raw]
         if self.known_chats is not None and raw not in self.known_chats:
@@ -1515,7 +1537,7 @@ class FakeTelegram:
         except ApiError as exc:
             return self._answer(raw_method, params, files, received, http_method, exc)
 
-        if token != self.token:
+        if token != self.token or self._token_rejected:
             return self._answer(
                 raw_method, params, files, received, http_method, ApiError(401, "Unauthorized")
             )
@@ -1610,6 +1632,8 @@ class FakeTelegram:
             "rate_limit_next",
             "drop_next",
             "delay_next",
+            "reject_token",
+            "migrate_chat",
             "clear_faults",
             "clear",
             "add_chat",
