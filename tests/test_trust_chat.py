@@ -34,7 +34,7 @@ from core.engine import Engine
 from core.settings import load_settings
 from tests.daemon_process import Node, running, wait_until
 from tests.fakes.telegram import FakeTelegram
-from tests.test_e2e_bot import buttons, channels
+from tests.test_e2e_bot import ask, buttons, channels, press
 from tests.test_engine import Node as Channels
 from tests.test_engine import ScriptedRunner, make_engine, star_node
 
@@ -381,3 +381,27 @@ def test_status_answers_while_pairs_waits_on_a_slow_lndg(
         lndg.set_fault(None)
         code, _ = daemon.stop()
     assert code == 0
+
+
+def test_pause_confirmed_during_a_run_cycle_stops_new_runs_at_once(
+    node: Node, telegram: FakeTelegram
+) -> None:
+    # Issue 12.1: a /run cycle overrides the pause that was there when it started, but a
+    # /pause confirmed while it runs stops it from starting anything more, and says so.
+    node.env["MAX_WORKERS"] = "1"
+    with running(node) as daemon:
+        telegram.wait_for_message(CHAT, text="started", timeout=30)
+        daemon.wait_for_log("cycle finish", timeout=30)
+        node.set_scenario({"outcome": "success", "amount_sat": 50_000, "fee_sat": 12, "delay": 2})
+        question = ask(telegram, "/pause", "Pause until /resume?")
+        press(telegram, question, buttons(question)[0], "Paused")
+        question = ask(telegram, "/run", "Start a cycle now?")
+        press(telegram, question, buttons(question)[0], "Cycle started")
+        starts = daemon.output.count(": started SRC")
+        daemon.wait_for_log(r": started SRC", count=starts + 1, timeout=20)
+        question = ask(telegram, "/pause", "Pause until /resume?")
+        assert "Paused" in press(telegram, question, buttons(question)[0], "Paused")
+        paused_at = len(daemon.output)
+        time.sleep(7)  # three more 2 s runs would have started here before the fix
+        assert daemon.output[paused_at:].count(": started SRC") == 0
+        assert "cycle finish" in daemon.output[paused_at:]
