@@ -543,7 +543,7 @@ class Engine:
             stored = self.store.stat_position()
             position = StatPosition(*stored) if stored else None
             try:
-                batch = read_new_lines(path, position)
+                batch = read_new_lines(path, position, now=self.clock())
             except StatFileError as exc:
                 self.alert("stat", f"stat CSV: {exc}")
                 return added

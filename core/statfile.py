@@ -204,7 +204,10 @@ def _read_long_line(f: BinaryIO, head: bytes) -> tuple[bytes, int] | None:
 
 
 def read_new_lines(
-    path: Path, position: StatPosition | None, max_bytes: int = DEFAULT_MAX_BYTES
+    path: Path,
+    position: StatPosition | None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    now: float | None = None,
 ) -> StatBatch:
     """Read the complete lines appended to the stat file since `position`.
 
@@ -219,6 +222,8 @@ def read_new_lines(
     inode). Like `tail -F`, lines appended to the old file after it was rotated away and
     before this call noticed are lost to us: we follow the path, not the old file.
 
+    `now` is the time stat lines are judged against (see `parse_stat_line`).
+
     Raises `StatFileError` when the file exists but cannot be read.
     """
     if max_bytes < 1:
@@ -232,12 +237,14 @@ def read_new_lines(
         raise _unreadable(path, exc) from exc
     try:
         with f:
-            return _read_from(f, known, max_bytes)
+            return _read_from(f, known, max_bytes, now)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
 
 
-def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int) -> StatBatch:
+def _read_from(
+    f: BinaryIO, known: StatPosition | None, max_bytes: int, now: float | None
+) -> StatBatch:
     # fstat the open file, not the path: the path may be renamed between a stat and the open.
     st = os.fstat(f.fileno())
     inode, size = st.st_ino, st.st_size
@@ -269,7 +276,7 @@ def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int) -> StatB
         offset += length
         text = raw.decode("utf-8", errors="replace")
         try:
-            line = parse_stat_line(text)
+            line = parse_stat_line(text, now)
         except StatLineError as exc:
             malformed.append((text.rstrip("\r\n"), str(exc)))
             return

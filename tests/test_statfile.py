@@ -10,6 +10,7 @@ import pytest
 from core.models import StatLine
 from core.statfile import (
     HEADER,
+    MAX_AMOUNT_MSAT,
     StatBatch,
     StatFileError,
     StatLineError,
@@ -110,9 +111,9 @@ def test_header_and_blank_lines_are_skipped(text: str) -> None:
             id="leading-zeros-normalised",
         ),
         pytest.param(
-            f"1764021421,{CHAN_A},{CHAN_B},{(1 << 63) - 1},0",
-            stat(1764021421, (1 << 63) - 1, 0),
-            id="int64-max-amount-no-newline",
+            f"1764021421,{CHAN_A},{CHAN_B},{MAX_AMOUNT_MSAT},0",
+            stat(1764021421, MAX_AMOUNT_MSAT, 0),
+            id="21M-btc-amount-no-newline",
         ),
     ],
 )
