@@ -39,7 +39,10 @@ def standing_alerts(database: Path) -> dict[str, str]:
         alerts = json.loads(_read_value(database, "alerts") or "{}")
     except ValueError:
         return {}
-    return {str(k): str(v) for k, v in alerts.items()} if isinstance(alerts, dict) else {}
+    if not isinstance(alerts, dict):
+        return {}
+    # One line each: an alert can quote outside text (an LNDg body, an exception).
+    return {str(k): " ".join(str(v).split()) for k, v in alerts.items()}
 
 
 def check_health(database: Path, now: float | None = None) -> tuple[bool, str]:

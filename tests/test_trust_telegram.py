@@ -113,7 +113,7 @@ def test_a_refusal_is_said_once_the_daemon_rebalances_on_and_stops_cleanly(
         finally:
             daemon.kill()
     assert code == 0
-    assert seconds < 5
+    assert seconds < 10  # the README promises 10 s; PTB alone would wait out up to 30 s
     assert "Traceback" not in daemon.output
     assert TOKEN not in daemon.output
     # nothing reached the chat since: held in the outbox for after the restart
