@@ -605,11 +605,6 @@ class Engine:
         """Whether the alert `key` was raised and not cleared yet (one cause, one alert)."""
         return key in self._alerts
 
-    @property
-    def alerts(self) -> dict[str, str]:
-        """The standing alerts by key (a copy)."""
-        return dict(self._alerts)
-
     def _save_alerts(self) -> None:
         # `health` reads them; a store that refuses writes must not break the alert itself.
         try:
