@@ -137,6 +137,20 @@ class Node:
         return processes_mentioning(str(self.root))
 
 
+def bot_node(
+    root: Path, lndg_url: str, telegram_url: str, *, token: str, chat_id: int, **settings: Any
+) -> Node:
+    """A deployment whose daemon is the bot of `token` in chat `chat_id` on a loopback Bot API."""
+    return Node(
+        root,
+        lndg_url,
+        telegram_token=token,
+        telegram_chat_id=chat_id,
+        telegram_api_base_url=telegram_url,
+        **settings,
+    )
+
+
 class Daemon:
     """`python -m bot ARGS` as a child process, its output in a file."""
 

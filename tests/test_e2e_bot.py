@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.demo.lndg import FakeLndg, channel_row
-from tests.daemon_process import Daemon, Node, running, wait_until
+from tests.daemon_process import Daemon, Node, bot_node, running, wait_until
 from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242
@@ -52,14 +52,8 @@ def telegram() -> Iterator[FakeTelegram]:
 
 @pytest.fixture
 def node(tmp_path: Path, lndg: FakeLndg, telegram: FakeTelegram) -> Node:
-    node = Node(
-        tmp_path,
-        lndg.url,
-        telegram_token=TOKEN,
-        telegram_chat_id=CHAT,
-        telegram_api_base_url=telegram.url,
-        sleep_seconds=3600,  # cycles only when a test asks (/run) or at start
-    )
+    # sleep_seconds: cycles only when a test asks (/run) or at start
+    node = bot_node(tmp_path, lndg.url, telegram.url, token=TOKEN, chat_id=CHAT, sleep_seconds=3600)
     node.set_scenario({"outcome": "success", "amount_sat": 50_000, "fee_sat": 12, "delay": 0.1})
     return node
 

@@ -32,7 +32,7 @@ from bot.demo.lndg import FakeLndg
 from bot.handlers import CONFIRMABLE, Commands, Confirmations
 from core.engine import Engine
 from core.settings import load_settings
-from tests.daemon_process import Node, running, wait_until
+from tests.daemon_process import Node, bot_node, running, wait_until
 from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_bot import ask, buttons, channels, press
 from tests.test_engine import Node as Channels
@@ -282,14 +282,7 @@ def lndg() -> Iterator[FakeLndg]:
 
 @pytest.fixture
 def node(tmp_path: Path, lndg: FakeLndg, telegram: FakeTelegram) -> Node:
-    node = Node(
-        tmp_path,
-        lndg.url,
-        telegram_token=TOKEN,
-        telegram_chat_id=CHAT,
-        telegram_api_base_url=telegram.url,
-        sleep_seconds=3600,
-    )
+    node = bot_node(tmp_path, lndg.url, telegram.url, token=TOKEN, chat_id=CHAT, sleep_seconds=3600)
     node.set_scenario({"outcome": "success", "amount_sat": 50_000, "fee_sat": 12, "delay": 0.1})
     return node
 

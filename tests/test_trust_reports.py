@@ -22,7 +22,7 @@ from core.events import AlertRaised
 from core.lndg import LndgClient, LndgUnreachable
 from core.reporting import FIRST_DAY_KEY, Reporter, ReportUnavailable
 from core.state import StateStore
-from tests.daemon_process import Node, running
+from tests.daemon_process import bot_node, running
 from tests.fakes.telegram import FakeTelegram
 from tests.test_engine import Node as Channels
 from tests.test_engine import ScriptedRunner, make_engine
@@ -127,13 +127,8 @@ def test_lndg_rejecting_the_credentials_at_start_is_one_alert_in_the_chat(
 ) -> None:
     with FakeLndg() as lndg, FakeTelegram(token=TOKEN) as telegram:
         lndg.set_fault("401")
-        node = Node(
-            tmp_path,
-            lndg.url,
-            telegram_token=TOKEN,
-            telegram_chat_id=CHAT,
-            telegram_api_base_url=telegram.url,
-            sleep_seconds=1,
+        node = bot_node(
+            tmp_path, lndg.url, telegram.url, token=TOKEN, chat_id=CHAT, sleep_seconds=1
         )
         with running(node) as daemon:
             telegram.wait_for_message(CHAT, text="⚠️ LNDg", timeout=30)

@@ -19,7 +19,7 @@ from telegram.error import ChatMigrated, InvalidToken
 
 from bot.demo.lndg import FakeLndg
 from bot.outbox import BOTFATHER_HINT
-from tests.daemon_process import Daemon, Node, wait_until
+from tests.daemon_process import Daemon, bot_node, wait_until
 from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_bot import channels
 
@@ -67,14 +67,7 @@ async def test_the_stand_in_rejects_a_revoked_token_and_names_a_migrated_chat(
 
 
 def started_daemon(tmp_path: Path, lndg: FakeLndg, telegram: FakeTelegram) -> Daemon:
-    node = Node(
-        tmp_path,
-        lndg.url,
-        telegram_token=TOKEN,
-        telegram_chat_id=GROUP,
-        telegram_api_base_url=telegram.url,
-        sleep_seconds=1,
-    )
+    node = bot_node(tmp_path, lndg.url, telegram.url, token=TOKEN, chat_id=GROUP, sleep_seconds=1)
     node.set_scenario({"outcome": "success", "amount_sat": 50_000, "fee_sat": 12, "delay": 0.2})
     daemon = Daemon(node).start()
     telegram.wait_for_message(GROUP, text="started", timeout=30)
