@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from core.models import LIGHTNING_MAINNET
+
 _DURATION = re.compile(r"([0-9]{1,5})\s*(s|sec|m|min|h|hr|d|day|days)?", re.IGNORECASE | re.ASCII)
 _COUNT = re.compile(r"[0-9]{1,3}")
 _DAYS = re.compile(r"([0-9]{1,3})d")
@@ -17,8 +19,8 @@ _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d
 MAX_PAUSE_SECONDS = 30 * 86400
 MAX_HISTORY = 50
 MAX_REPORT_DAYS = 90
-# Lightning mainnet began in 2018; LNDg holds nothing older.
-FIRST_REPORT_DAY = dt.date(2018, 1, 1)
+# Reports begin where LNDg's data can: no payment is older than Lightning's mainnet.
+FIRST_REPORT_DAY = LIGHTNING_MAINNET
 
 
 class ArgumentError(ValueError):

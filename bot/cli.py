@@ -18,9 +18,10 @@ from core.health import check_health
 from core.lndg import LndgClient, LndgError
 from core.lock import DataDirInUse, DataDirLock
 from core.logs import setup_logging
+from core.models import LIGHTNING_MAINNET
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
-from core.report import EARLIEST_REPORT_DAY, combine, format_summary
+from core.report import combine, format_summary
 from core.reporting import Reporter
 from core.settings import Settings, SettingsError, load_settings, url_secrets
 from core.state import StateError, StateStore, ensure_data_dir
@@ -213,9 +214,9 @@ async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
     today = dt.datetime.now(settings.zone).date()
     last = day or today - dt.timedelta(days=1)
     first = last - dt.timedelta(days=days - 1)
-    if first < EARLIEST_REPORT_DAY or last > today:
+    if first < LIGHTNING_MAINNET or last > today:
         print(
-            f"error: a report covers days from {EARLIEST_REPORT_DAY} to today ({today}); "
+            f"error: a report covers days from {LIGHTNING_MAINNET} to today ({today}); "
             "fix --date/--days",
             file=sys.stderr,
         )

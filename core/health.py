@@ -13,30 +13,25 @@ MAX_SILENCE_SECONDS = 120.0
 UNHEALTHY_ALERTS = ("start",)
 
 
-def _read_value(database: Path, key: str) -> str | None:
+def _read_values(database: Path) -> dict[str, str]:
+    """The heartbeat and the standing alerts, in one read-only look (empty when absent)."""
     if not database.exists():
-        return None
+        return {}
     # Read-only: a health probe must never create or lock the daemon's database.
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2) as db:
         try:
-            row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            rows = db.execute(
+                "SELECT key, value FROM kv WHERE key IN ('heartbeat', 'alerts')"
+            ).fetchall()
         except sqlite3.OperationalError:
-            return None
-    return None if row is None else str(row[0])
+            return {}
+    return {str(key): str(value) for key, value in rows}
 
 
-def heartbeat_age(database: Path, now: float | None = None) -> float | None:
-    """Seconds since the last heartbeat, None when there is none (or no database)."""
-    value = _read_value(database, "heartbeat")
-    if value is None:
-        return None
-    return (time.time() if now is None else now) - float(value)
-
-
-def standing_alerts(database: Path) -> dict[str, str]:
-    """The daemon's standing alerts by key (empty when none, or unreadable)."""
+def _alerts(text: str | None) -> dict[str, str]:
+    """Standing alerts by key from their stored JSON (empty when none, or unreadable)."""
     try:
-        alerts = json.loads(_read_value(database, "alerts") or "{}")
+        alerts = json.loads(text or "{}")
     except ValueError:
         return {}
     if not isinstance(alerts, dict):
@@ -48,12 +43,13 @@ def standing_alerts(database: Path) -> dict[str, str]:
 def check_health(database: Path, now: float | None = None) -> tuple[bool, str]:
     """(healthy, one line for the operator)."""
     try:
-        age = heartbeat_age(database, now)
-        alerts = standing_alerts(database)
+        values = _read_values(database)
     except sqlite3.Error as exc:
         return False, f"unhealthy: cannot read {database}: {exc}"
-    if age is None:
+    if "heartbeat" not in values:
         return False, f"unhealthy: no heartbeat in {database} (has the daemon started?)"
+    age = (time.time() if now is None else now) - float(values["heartbeat"])
+    alerts = _alerts(values.get("alerts"))
     if age > MAX_SILENCE_SECONDS:
         return False, f"unhealthy: last heartbeat {age:.0f}s ago"
     faults = [alerts[key] for key in UNHEALTHY_ALERTS if key in alerts]

@@ -5,10 +5,14 @@ Plain values shared by every part of the engine. Nothing here does I/O.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Lightning's mainnet began in 2018: no payment, and nothing LNDg holds, is older.
+LIGHTNING_MAINNET = dt.date(2018, 1, 1)
 
 # LND packs a short channel id BLOCKxTXxOUT into one uint64: block<<40 | tx<<16 | out.
 _BLOCK_SHIFT = 40

@@ -34,8 +34,6 @@ from core.lndg import LndgRebalance, Payment
 from core.models import Outcome, Rebalance, RunResult
 
 DEFAULT_MATCH_WINDOW_SECONDS = 300
-# Lightning's mainnet began in 2018: LNDg holds nothing older, so no report asks for it.
-EARLIEST_REPORT_DAY = date(2018, 1, 1)
 DEFAULT_MAX_CATCH_UP = 7
 _PAYMENT_SUCCEEDED = 2
 _MSAT_TOLERANCE = 1000  # LNDg stores value_msat / 1000 as a float: compare within one sat

@@ -7,6 +7,7 @@ caller can store each ledger row together with the position just after it.
 
 from __future__ import annotations
 
+import calendar
 import fcntl
 import os
 import re
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from core.models import StatLine
+from core.models import LIGHTNING_MAINNET, StatLine
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -33,9 +34,9 @@ __all__ = [
 HEADER = "timestamp,from_channel,to_channel,amount_msat,fees_msat"
 _COLUMNS = HEADER.split(",")
 
-# No Lightning payment is older than mainnet (2018-01-01) or more than a day ahead of this
-# host's clock (a milliseconds timestamp lands far above that).
-_MIN_TIMESTAMP = 1_514_764_800
+# No Lightning payment is older than mainnet or more than a day ahead of this host's clock
+# (a milliseconds timestamp lands far above that).
+_MIN_TIMESTAMP = calendar.timegm(LIGHTNING_MAINNET.timetuple())
 MAX_CLOCK_SKEW_SECONDS = 86_400
 # 21 million bitcoin in msat: no payment moves more (and day totals cannot overflow).
 MAX_AMOUNT_MSAT = 21_000_000 * 100_000_000 * 1000
@@ -229,6 +230,7 @@ def read_new_lines(
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
     known = position if position is not None and position.inode != 0 else None
+    now = time.time() if now is None else now  # one clock reading for the whole batch
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -242,9 +244,7 @@ def read_new_lines(
         raise _unreadable(path, exc) from exc
 
 
-def _read_from(
-    f: BinaryIO, known: StatPosition | None, max_bytes: int, now: float | None
-) -> StatBatch:
+def _read_from(f: BinaryIO, known: StatPosition | None, max_bytes: int, now: float) -> StatBatch:
     # fstat the open file, not the path: the path may be renamed between a stat and the open.
     st = os.fstat(f.fileno())
     inode, size = st.st_ino, st.st_size

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from core.daemon import STOP_GRACE_SECONDS, Services, stop_services
 from core.engine import START_ALERT, Engine
 from core.events import AlertCleared, AlertRaised, Event, EventBus
 from core.health import check_health
-from core.models import Outcome, StatLine
+from core.lndg import LndgClient
+from core.models import Channel, Outcome, StatLine
 from core.regolancer_config import load_template
+from core.reporting import Reporter
 from core.runner import RegolancerRunner
 from core.settings import load_settings
 from core.state import StateStore
@@ -228,3 +231,28 @@ def test_ledger_sums_are_exact_for_real_amounts(tmp_path: Path) -> None:
         totals = store.totals()
     assert totals.amount_sat == 7 * 123_456_789 // 1000
     assert totals.fee_sat == pytest.approx(7.007)
+
+
+# --- 10. shutdown: a cycle stuck on something no abort reaches is cancelled ---------------------
+
+
+async def test_stop_services_cancels_a_cycle_that_does_not_end_by_itself(tmp_path: Path) -> None:
+    # LndgClient.abort() ends every wait on LNDg; this fetch waits on nothing it can reach,
+    # so only the bounded wait and the cancel keep the shutdown from hanging.
+    async def never() -> list[Channel]:
+        await asyncio.Event().wait()
+        return []
+
+    settings = load_settings(None, data_dir=tmp_path)
+    store = StateStore(tmp_path / "state.sqlite3")
+    engine = Engine(settings, store, never, ScriptedRunner(), EventBus())
+    lndg = LndgClient("http://127.0.0.1:9")
+    services = Services(engine, Reporter.from_settings(settings, store, lndg), lndg)
+    cycle = asyncio.create_task(engine.cycle())
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await asyncio.wait_for(stop_services(services), 15)
+    assert time.monotonic() - started < STOP_GRACE_SECONDS * 2 + 3
+    assert cycle.cancelled()
+    await lndg.aclose()
+    store.close()

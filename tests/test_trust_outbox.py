@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,23 +22,11 @@ from bot.app import App, PollingWatch, build_application
 from bot.outbox import BOTFATHER_HINT, Episodes, OutboxSender, text_message
 from core.settings import load_settings
 from core.state import StateStore
+from tests.fakes.state import RefusingStore
 from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242
 TOKEN = "123456:trust-outbox-token"
-
-
-class RefusingStore(StateStore):
-    """A state store whose sent-marks fail while `refusing` (disk full, locked for long)."""
-
-    refusing = False
-    refused = 0
-
-    def mark_sent(self, ids: Iterable[int]) -> None:
-        if self.refusing:
-            self.refused += 1
-            raise sqlite3.OperationalError("database or disk is full")
-        super().mark_sent(ids)
 
 
 @pytest.fixture

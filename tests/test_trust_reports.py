@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,8 +20,8 @@ from core.daemon import DailyReports
 from core.events import AlertRaised
 from core.lndg import LndgClient, LndgUnreachable
 from core.reporting import FIRST_DAY_KEY, Reporter, ReportUnavailable
-from core.state import StateStore
 from tests.daemon_process import bot_node, running
+from tests.fakes.state import RefusingStore
 from tests.fakes.telegram import FakeTelegram
 from tests.test_engine import Node as Channels
 from tests.test_engine import ScriptedRunner, make_engine
@@ -30,17 +29,6 @@ from tests.test_reporting import BERLIN, DAY, Outbox, add_days, berlin
 
 CHAT = 4242
 TOKEN = "123456:trust-reports-token"
-
-
-class RefusingStore(StateStore):
-    """A state store whose report marks fail while `refusing` (disk full, locked for long)."""
-
-    refusing = False
-
-    def mark_report_sent(self, day: str) -> None:
-        if self.refusing:
-            raise sqlite3.OperationalError("database is locked")
-        super().mark_report_sent(day)
 
 
 @pytest.fixture
