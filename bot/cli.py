@@ -16,7 +16,7 @@ from core.checks import run_checks
 from core.daemon import log_event, open_services, run_headless
 from core.health import check_health
 from core.lndg import LndgClient, LndgError
-from core.lock import DataDirInUse, DataDirLock
+from core.lock import DataDirLock, DataDirLockError
 from core.logs import setup_logging
 from core.models import LIGHTNING_MAINNET
 from core.pairing import build_pairs
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_data_dir(settings.data_dir)
             lock.acquire()
         return asyncio.run(_dispatch(args, settings))
-    except (TemplateError, StateError, DataDirInUse) as exc:
+    except (TemplateError, StateError, DataDirLockError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,8 +16,12 @@ from types import TracebackType
 LOCK_NAME = "daemon.lock"
 
 
-class DataDirInUse(Exception):
-    """Another process holds DATA_DIR; `str()` is the one line to show."""
+class DataDirLockError(Exception):
+    """DATA_DIR cannot be held; `str()` is the one line to show."""
+
+
+class DataDirInUse(DataDirLockError):
+    """Another process holds DATA_DIR."""
 
 
 class DataDirLock:
@@ -40,7 +44,12 @@ class DataDirLock:
         """Take the lock now (never waits); idempotent while held."""
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # e.g. left by a run as root: this user cannot open it
+            raise DataDirLockError(
+                f"{self.path}: cannot open it ({exc.strerror}); fix its owner or remove it"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -169,3 +169,14 @@ def test_sigterm_while_lndg_trickles_its_answer_exits_0_promptly(
     assert code == 0, daemon.output[-2000:]
     assert took < 12
     assert "Traceback" not in daemon.output
+
+
+def test_a_lock_file_this_user_cannot_open_is_one_line_and_exit_2(node: Node) -> None:
+    node.data.mkdir(mode=0o700)
+    (node.data / "daemon.lock").mkdir()  # unopenable for anyone, root included
+    result = run_cli(node, "cycle", timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {node.data / 'daemon.lock'}: cannot open it (Is a directory); "
+        "fix its owner or remove it"
+    ]

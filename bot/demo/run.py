@@ -33,7 +33,7 @@ from bot.demo.lndg import FakeLndg
 from bot.demo.node import MIN_AMOUNT, Move, Simulation, build_channels
 from core.daemon import run_headless
 from core.lndg import LndgClient, LndgError
-from core.lock import LOCK_NAME, DataDirInUse, DataDirLock
+from core.lock import LOCK_NAME, DataDirLock, DataDirLockError
 from core.logs import setup_logging
 from core.regolancer_config import TemplateError
 from core.report import format_fee, format_sats, format_summary
@@ -362,7 +362,7 @@ def demo_main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
-    except (DemoError, TemplateError, StateError, DataDirInUse) as exc:
+    except (DemoError, TemplateError, StateError, DataDirLockError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the daemon's own handler was installed
