@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core/ core/
 COPY bot/ bot/
+COPY sim/ sim/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- runtime: the wheel and its dependencies, no compiler, no source tree ----------------------

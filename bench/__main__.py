@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bench import fetch, latency, planning, resources, simulate
 from bench.daemon import running_daemon
-from bench.nodes import node_rows
-from core.planner import PlannerConfig
+from core.planner import PlannerConfig, PolicySwitches
+from sim.nodes import node_rows
 
 
 @dataclass
@@ -121,23 +121,24 @@ def _policy_figures(out: Verdicts, config: simulate.SimConfig, seeds: tuple[int,
     """What the parts of the policy are worth, and whether multi-source runs help."""
     full = simulate.simulate(config, seeds, baseline=False)
     reference = full.rate(full.daemon)
-    plain = PlannerConfig(
+    plain = PolicySwitches(
         prefer_proven=False, rank_sources=False, demote_targets=False, follow_plan=False
     )
-    variants = {
-        "without learning (pair backoff, most surplus first only)": (config, plain),
-        "without source records": (config, PlannerConfig(rank_sources=False)),
-        "without demoting failing targets": (config, PlannerConfig(demote_targets=False)),
-        "without idle retries (strict cool-downs)": (config, PlannerConfig(retry_when_idle=False)),
-        "cold start (no LNDg history)": (replace(config, history_attempts=0), None),
-        "multi-source runs (2 sources per run)": (replace(config, sources_per_run=2), None),
+    strict = PlannerConfig(retry_when_idle=False)
+    variants: dict[str, tuple[simulate.SimConfig, PlannerConfig | None, PolicySwitches | None]] = {
+        "without learning (pair backoff, most surplus first only)": (config, None, plain),
+        "without source records": (config, None, PolicySwitches(rank_sources=False)),
+        "without demoting failing targets": (config, None, PolicySwitches(demote_targets=False)),
+        "without idle retries (strict cool-downs)": (config, strict, None),
+        "cold start (no LNDg history)": (replace(config, history_attempts=0), None, None),
+        "multi-source runs (2 sources per run)": (replace(config, sources_per_run=2), None, None),
     }
     head = f"sim {config.channels} channels ({len(seeds)} nodes), daemon"
     out.line(
         f"{head} as shipped: {reference:,.0f} sats/h into targets, first {full.window / 3600:g} h"
     )
-    for name, (variant, policy) in variants.items():
-        result = simulate.simulate(variant, seeds, baseline=False, planner=policy)
+    for name, (variant, knobs, switches) in variants.items():
+        result = simulate.simulate(variant, seeds, baseline=False, planner=knobs, switches=switches)
         rate = result.rate(result.daemon)
         verdict = ""
         if variant.sources_per_run > 1:

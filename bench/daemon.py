@@ -1,7 +1,7 @@
 """The real daemon (`python -m bot run`) as a child process, against loopback stand-ins.
 
-LNDg (`bot.demo.lndg.FakeLndg`) and the Telegram Bot API (`tests.fakes.telegram.FakeTelegram`)
-run in this process; regolancer is the stand-in `bot/demo/regolancer.py`.
+LNDg (`sim.lndg.FakeLndg`) and the Telegram Bot API (`sim.telegram.FakeTelegram`) run in this
+process; regolancer is the stand-in `sim/regolancer.py`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.demo.lndg import FakeLndg
-from tests.fakes.telegram import FakeTelegram
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 
 REPO = Path(__file__).resolve().parents[1]
 CHAT = 4242
@@ -96,7 +96,7 @@ def running_daemon(
             "LNDG_BASE_URL": lndg.url,
             "LNDG_USER": "lndg-admin",
             "LNDG_PASS": "secret",
-            "REGOLANCER_BIN": str(REPO / "bot" / "demo" / "regolancer.py"),
+            "REGOLANCER_BIN": str(REPO / "sim" / "regolancer.py"),
             "REGOLANCER_TEMPLATE": str(REPO / "config.template.json"),
             "FAKE_REGOLANCER_SCENARIO": str(scenario_file),
             "DATA_DIR": str(data),

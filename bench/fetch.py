@@ -1,6 +1,6 @@
 """Fetching 1,500 channels from the loopback LNDg, and fetch + plan.
 
-The LNDg stand-in (`bot.demo.lndg`) runs as its own process, as LNDg would, serving the
+The LNDg stand-in (`sim.lndg`) runs as its own process, as LNDg would, serving the
 invented node; the daemon's real client (`core.lndg.LndgClient`, one large page, paginated
 if LNDg says so) reads it and the planner plans a cycle from the result.
 """
@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.nodes import node_rows
 from core.lndg import LndgClient
-from core.planner import Planner, count_pairs
+from core.pairing import count_pairs
+from core.planner import Planner
 from core.settings import load_settings
+from sim.nodes import node_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def lndg_process(rows: list[dict[str, object]]) -> Iterator[str]:
         channels.write_text(json.dumps(rows))
         ready = Path(tmp, "ready")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        command = [sys.executable, "-m", "bot.demo.lndg", "--channels", str(channels)]
+        command = [sys.executable, "-m", "sim.lndg", "--channels", str(channels)]
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [*command, "--ready-file", str(ready)],
             cwd=REPO,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.daemon import Daemon, running_daemon
-from bench.nodes import node_rows
-from tests.fakes.telegram import Call
+from sim.nodes import node_rows
+from sim.telegram import Call
 
 HEADER = "timestamp,from_channel,to_channel,amount_msat,fees_msat\n"
 

@@ -1,6 +1,6 @@
 """Planning time at 20, 150, 500 and 1,500 channels, against the original's cross product.
 
-Two planning steps of the daemon are timed on an invented node (`bench.nodes`), with a
+Two planning steps of the daemon are timed on an invented node (`sim.nodes`), with a
 planner that has history (backoffs, records, a round under way, runs going):
 - a cycle's start: the round plan (one pair per target) and the pair count /status shows;
 - a worker freeing up: `next_pairs` for the free workers.
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.nodes import node_channels
 from core.models import Channel, Outcome, RunResult
-from core.pairing import build_pairs
-from core.planner import Planner, count_pairs
+from core.pairing import build_pairs, count_pairs
+from core.planner import Planner
+from sim.nodes import node_channels
 
 SIZES = (20, 150, 500, 1500)
 WORKERS = 4

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.daemon import Daemon, running_daemon
-from bench.nodes import node_rows
+from sim.nodes import node_rows
 
 SIZE = 1500
 

@@ -1,7 +1,8 @@
 """The simulation: the daemon's engine and planner against the original tool's scheduling.
 
-Both sides get the same invented node (`bench.nodes`), the same seeds and the same model of
-regolancer, in one process, on a virtual clock (`bench.vclock`): hours pass in seconds.
+Both sides get the same invented node (`sim.nodes`), the same seeds and the same model of the
+node and of regolancer (`sim.model`, which the demo plays too), in one process, on a virtual
+clock (`bench.vclock`): hours pass in seconds.
 
 - daemon: the real `core.engine.Engine` with its real `core.planner.Planner`, driven like the
   daemon drives it (a cycle, then `next_cycle_delay()`), with a simulated runner.
@@ -9,16 +10,16 @@ regolancer, in one process, on a virtual clock (`bench.vclock`): hours pass in s
   order on MAX_WORKERS workers with no channel locks, the whole cycle awaited, then
   SLEEP_SECONDS.
 
-The regolancer model (`SimRunner`, in-process; it models the stand-in `bot/demo/regolancer.py`
-with configurable durations and success probabilities rather than spawning it) reads the
-live balances at start as regolancer does: a pair that no longer qualifies ends after
-`check_seconds` with "no channelpairs available". Otherwise the run succeeds with the pair's
-route probability (a share of pairs has no usable route at all; channels with many HTLCs in
+A run (`SimRunner`: in process, where the demo spawns the stand-in `sim/regolancer.py`) reads
+the live balances at start as regolancer does: a pair that no longer qualifies
+(`Node.amount`) ends after `check_seconds` with "no channelpairs available". Otherwise it tries
+its sources one after the other, each finding a route with the pair's odds
+(`Node.finds_route`: a share of pairs has no usable route at all; channels with many HTLCs in
 flight fail more), after a log-normal duration; its amount is the template's, capped by the
-balances read at start. If the balances changed meanwhile (another run drained the source
-or filled the target) the payment fails and the run goes on until it gives up. A success
-then doubles the amount on the same route a few times (rapid rebalance). LNDg shows balances
-as of its last sync (every `lndg_sync_seconds`).
+balances read at start. If the balances changed meanwhile (another run drained the source or
+filled the target) the payment fails and the run goes on until it gives up. A success then
+doubles the amount on the same route a few times (rapid rebalance). LNDg shows balances as of
+its last sync (every `lndg_sync_seconds`).
 
 History. The node has had LNDg's auto-rebalancer at work before: in the week before the
 start, each auto-rebalanced channel had `history_attempts` attempts by LNDg, each from a few
@@ -43,23 +44,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.nodes import node_channels
 from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
 from core.history import Observation, from_lndg_failures, from_payments
-from core.lndg import LndgRebalance, Payment
 from core.models import Channel, Outcome, Pair, RunResult
-from core.pairing import build_pairs, is_source, make_pair
-from core.planner import Planner, PlannerConfig
+from core.node_records import LndgRebalance, Payment
+from core.pairing import build_pairs, make_pair
+from core.planner import Planner, PlannerConfig, PolicySwitches
 from core.settings import load_settings
 from core.state import StateStore
+from sim.model import Node, RouteModel
+from sim.nodes import node_channels
+from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 
-MIN_AMOUNT = 10_000  # the template's min_amount
-HTLC_BUSY_COUNT = 25  # HTLCs in flight on a busy channel (the guard's default limit is 10)
-HTLC_PERIOD_SECONDS = 600.0  # busy channels change every 10 minutes
 RAPID_STEP_SECONDS = 8.0
 ROUTING_STEP_SECONDS = 60.0
-HARD_TARGET_QUALITY = 0.4  # hard targets draw 0.1-0.3, the others 0.5-1.0
+TARGET_QUALITY = (0.5, 1.0)
+HARD_TARGET_QUALITY = 0.4  # hard targets draw below it (0.1-0.3), the others above
 
 
 @dataclass(frozen=True)
@@ -123,29 +124,30 @@ class Meter:
         return self.busy_time / self.capacity_time if self.capacity_time else 1.0
 
 
-class SimNode:
-    """Live balances, LNDg's lagging copy of them, and every pair's route quality."""
+class SimNode(Node):
+    """The model's node as the benchmark needs it (`sim.model.Node`, plus what it measures).
+
+    Adds LNDg's lagging copy of the balances, the node's own routing, and what the figures
+    count: sats into targets, and when each first target reached its band.
+    """
 
     def __init__(self, channels: Sequence[Channel], config: SimConfig) -> None:
-        self.config = config
-        self.channels = {c.chan_id: c for c in channels}
-        self.local = {c.chan_id: c.local_balance for c in channels}
-        self.synced = dict(self.local)
         # Route quality: a source's peer forwards well or not; a target is reachable within
         # its fee limit or hardly (a low-fee target).
-        rng = random.Random(config.seed)
-        self.quality: dict[str, float] = {}
-        for chan_id, channel in self.channels.items():
-            if channel.auto_rebalance:
-                hard = rng.random() < config.hard_target_share
-                self.quality[chan_id] = rng.uniform(0.1, 0.3) if hard else rng.uniform(0.5, 1.0)
-            else:
-                self.quality[chan_id] = rng.uniform(
-                    config.source_quality_min, config.source_quality_max
-                )
-        self.targets = [c.chan_id for c in channels if c.auto_rebalance and not self.in_band(c)]
-        self.deficit = sum(self.need(self.channels[t], self.local[t]) for t in self.targets)
-        self.sources = [c.chan_id for c in channels if is_source(c)]
+        routes = RouteModel(
+            source_quality=(config.source_quality_min, config.source_quality_max),
+            target_quality=TARGET_QUALITY,
+            hard_target_share=config.hard_target_share,
+            dead_pair_share=config.dead_pair_share,
+            busy_share=config.htlc_busy_share,
+        )
+        super().__init__(channels, routes, config.seed)
+        self.config = config
+        self.synced = dict(self.local)
+        self.targets = [
+            c.chan_id for c in channels if c.auto_rebalance and not self.in_band(c.chan_id)
+        ]
+        self.deficit = sum(self.need(t) for t in self.targets)
         self.moves: list[tuple[float, int, int]] = []  # (when, sats, sats a target needed)
         self.band_reached: float | None = None  # when every first target had been in band
         self._unreached = set(self.targets)
@@ -153,61 +155,16 @@ class SimNode:
         self.plain = [c.chan_id for c in channels if not c.auto_rebalance]
         self.auto = [c.chan_id for c in channels if c.auto_rebalance]
         self._routing = random.Random(config.seed + 1)
-        self._pairs: dict[tuple[str, str], float] = {}
-        self._htlc: dict[tuple[str, int], bool] = {}
 
     # --- the node's truth ---------------------------------------------------------------
 
-    def in_band(self, channel: Channel, local: int | None = None) -> bool:
-        balance = channel.local_balance if local is None else local
-        return balance * 100 // channel.capacity >= 100 - channel.ar_in_target
-
-    @staticmethod
-    def need(channel: Channel, local: int) -> int:
-        """Sats the channel lacks to be within its band (0 when it is)."""
-        return max(-(-channel.capacity * (100 - channel.ar_in_target) // 100) - local, 0)
-
-    def route_probability(self, source: str, target: str, now: float) -> float:
-        """How likely one run of this pair finds and pays a route (0 for a dead pair)."""
-        key = (source, target)
-        if key not in self._pairs:
-            draw = random.Random(f"{self.config.seed}:{source}:{target}").random()
-            dead = draw < self.config.dead_pair_share
-            self._pairs[key] = 0.0 if dead else self.quality[source] * self.quality[target]
-        penalty = 0.3 if self.htlc_busy(source, now) or self.htlc_busy(target, now) else 1.0
-        return self._pairs[key] * penalty
-
-    def htlc_busy(self, chan_id: str, now: float) -> bool:
-        period = int(now // HTLC_PERIOD_SECONDS)
-        key = (chan_id, period)
-        if key not in self._htlc:
-            draw = random.Random(f"{self.config.seed}:htlc:{chan_id}:{period}").random()
-            self._htlc[key] = draw < self.config.htlc_busy_share
-        return self._htlc[key]
-
-    def source_ok(self, chan_id: str, pfrom: int) -> bool:
-        """regolancer's pfrom test on live balances: remote < capacity * pfrom / 100."""
-        capacity = self.channels[chan_id].capacity
-        return capacity - self.local[chan_id] < capacity * pfrom / 100
-
-    def target_ok(self, chan_id: str, pto: int) -> bool:
-        """regolancer's pto test on live balances: local < capacity * pto / 100."""
-        return self.local[chan_id] < self.channels[chan_id].capacity * pto / 100
-
-    def headroom(self, source: str, target: str) -> int:
-        """The most regolancer would send: source local, target remote less 2% of the source."""
-        capacity = self.channels[target].capacity
-        margin = self.channels[source].capacity * 2 // 100
-        return min(self.local[source], capacity - self.local[target] - margin)
-
-    def move(self, source: str, target: str, amount: int, now: float, meter: Meter) -> None:
-        channel = self.channels[target]
-        need = self.need(channel, self.local[target])
-        self.local[source] -= amount
-        self.local[target] += amount
+    def rebalance(self, source: str, target: str, amount: int, now: float, meter: Meter) -> None:
+        """A run paid `amount`: the sats move, and count for the figures."""
+        need = self.need(target)
+        self.move(source, target, amount)
         self.moves.append((now, amount, min(amount, need)))
         meter.change(now, available=self.available_work(now))
-        if target in self._unreached and self.in_band(channel, self.local[target]):
+        if target in self._unreached and self.in_band(target):
             self._unreached.discard(target)
             self.reached.append(now)
             if not self._unreached:
@@ -234,11 +191,9 @@ class SimNode:
             outgoing = rng.choice(auto if rng.random() < 0.8 and auto else everyone)
             if incoming == outgoing:
                 continue
-            room = self.channels[incoming].capacity - self.local[incoming]
-            if room < amount or self.local[outgoing] < amount:
+            if self.remote(incoming) < amount or self.local[outgoing] < amount:
                 continue  # the forward would fail on this node too
-            self.local[incoming] += amount
-            self.local[outgoing] -= amount
+            self.move(outgoing, incoming, amount)
 
     def available_work(self, now: float) -> int:
         """Disjoint useful runs possible now: needy targets with a live source, sources."""
@@ -249,7 +204,7 @@ class SimNode:
         ]
         needy = 0
         for target in self.auto:
-            if self.in_band(self.channels[target], self.local[target]):
+            if self.in_band(target):
                 continue
             if any(self._pairs_alive(s, target) for s in sources):
                 needy += 1
@@ -258,7 +213,7 @@ class SimNode:
     def _pairs_alive(self, source: str, target: str) -> bool:
         return (
             self.channels[source].remote_pubkey != self.channels[target].remote_pubkey
-            and self.route_probability(source, target, 0.0) > 0
+            and self.odds(source, target, 0.0) > 0
         )
 
     def sats_moved(self, until: float) -> int:
@@ -279,11 +234,7 @@ class SimNode:
         for target in self.auto:
             for _ in range(self.config.history_attempts):
                 when = start - dt.timedelta(seconds=rng.uniform(600, 7 * 86_400))
-                offered = rng.sample(self.plain, min(5, len(self.plain)))
-                paid = next(
-                    (s for s in offered if rng.random() < self.route_probability(s, target, -1)),
-                    None,
-                )
+                offered, paid = self.lndg_attempt(target, self.plain, 5, rng, now=-1.0)
                 number = len(attempts) + 1
                 attempts.append(
                     LndgRebalance(
@@ -319,17 +270,7 @@ class SimNode:
     async def fetch(self) -> list[Channel]:
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
         await asyncio.sleep(0.2)
-        now = asyncio.get_running_loop().time()
-        return [
-            channel.model_copy(
-                update={
-                    "local_balance": self.synced[chan_id],
-                    "remote_balance": channel.capacity - self.synced[chan_id],
-                    "htlc_count": HTLC_BUSY_COUNT if self.htlc_busy(chan_id, now) else 0,
-                }
-            )
-            for chan_id, channel in self.channels.items()
-        ]
+        return self.snapshot(self.synced, asyncio.get_running_loop().time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +289,8 @@ class MultiPair(Pair):
 class MultiSourcePlanner(Planner):
     """The daemon's planner, each pick given up to `k - 1` more free sources (experiment)."""
 
-    def __init__(self, config: PlannerConfig, k: int) -> None:
-        super().__init__(config)
+    def __init__(self, config: PlannerConfig, switches: PolicySwitches, k: int) -> None:
+        super().__init__(config, switches)
         self.k = k
 
     def next_pairs(
@@ -390,8 +331,8 @@ class OraclePlanner(Planner):
     real planner can see. What it moves is the most any ordering of the same runs could.
     """
 
-    def __init__(self, config: PlannerConfig, node: SimNode) -> None:
-        super().__init__(config)
+    def __init__(self, config: PlannerConfig, switches: PolicySwitches, node: SimNode) -> None:
+        super().__init__(config, switches)
         self.node = node
 
     def candidates(
@@ -433,8 +374,8 @@ class SimRunner:
             exit_code, outcome, line = await self._run(pair, started)
         finally:
             self.meter.change(loop.time(), busy=-1)
-        kind = "check" if "channelpairs" in line else outcome.value
-        self.meter.time_by[kind] = self.meter.time_by.get(kind, 0.0) + loop.time() - started
+        spent = self.meter.time_by.get(outcome.value, 0.0) + loop.time() - started
+        self.meter.time_by[outcome.value] = spent
         return RunResult(
             pair.source.chan_id,
             pair.target.chan_id,
@@ -450,26 +391,31 @@ class SimRunner:
         self.meter.runs += 1
         target = pair.target.chan_id
         candidates = [pair.source, *(pair.extra if isinstance(pair, MultiPair) else ())]
-        sources = [s.chan_id for s in candidates if node.source_ok(s.chan_id, pair.pfrom)]
-        amounts = {s: min(config.amount, node.headroom(s, target)) for s in sources}
-        sources = [s for s in sources if amounts[s] >= MIN_AMOUNT]
-        if not sources or not node.target_ok(target, pair.pto):
+        amounts: dict[str, int] = {}
+        for candidate in candidates:
+            amount = node.amount(candidate.chan_id, target, pair.pfrom, pair.pto, config.amount)
+            if amount is not None:
+                amounts[candidate.chan_id] = amount
+        sources = list(amounts)
+        if not sources:
             await asyncio.sleep(config.check_seconds)
             self.meter.wasted += 1
-            return 1, Outcome.NO_ROUTE, "no channelpairs available"
+            return 1, Outcome.NOT_QUALIFIED, NOT_QUALIFIED
         # regolancer tries its pairs one after the other, in random order, each until its
         # routes run out, the whole run until its deadline.
         rng = self._luck(target, sources)
         rng.shuffle(sources)
         spent = 0.0
         for source in sources:
-            if rng.random() < node.route_probability(source, target, started):
+            if node.finds_route(source, target, rng, started):
                 success = self._duration(rng, config.success_median_seconds, 0.7, 10.0)
                 if spent + success >= config.timeout_seconds:
                     break
                 await asyncio.sleep(spent + success)
                 if await self._pay(rng, source, target, amounts[source]):
-                    return 0, Outcome.SUCCESS, "Success! Paid 25 in fees, 500 ppm"
+                    fee = node.fee_sat(source, target, amounts[source])
+                    ppm = fee * 1_000_000 // amounts[source]
+                    return 0, Outcome.SUCCESS, success_line(fee, ppm)
                 # Oversubscribed: the balances it read at start are gone; it tries the
                 # pair's other routes in vain.
                 spent = asyncio.get_running_loop().time() - started
@@ -483,8 +429,8 @@ class SimRunner:
         await asyncio.sleep(max(started + spent - loop.time(), 0.0))
         self.meter.wasted += 1
         if loop.time() - started >= config.timeout_seconds:
-            return 2, Outcome.REBALANCE_TIMEOUT, "Rebalancing timed out"
-        return 1, Outcome.NO_ROUTE, "Error during picking channel: no routes"
+            return 2, Outcome.REBALANCE_TIMEOUT, REBALANCE_TIMEOUT
+        return 1, Outcome.NO_ROUTE, NO_ROUTE
 
     async def stop_all(self) -> None:
         """Nothing to stop: simulated runs end when their task is cancelled."""
@@ -493,7 +439,7 @@ class SimRunner:
         node, loop = self.node, asyncio.get_running_loop()
         if node.headroom(source, target) < amount:
             return False
-        node.move(source, target, amount, loop.time(), self.meter)
+        node.rebalance(source, target, amount, loop.time(), self.meter)
         for _ in range(self.config.rapid_steps):
             amount *= 2
             await asyncio.sleep(RAPID_STEP_SECONDS)
@@ -501,7 +447,7 @@ class SimRunner:
                 break
             if rng.random() >= self.config.rapid_probability:
                 break
-            node.move(source, target, amount, loop.time(), self.meter)
+            node.rebalance(source, target, amount, loop.time(), self.meter)
         return True
 
 
@@ -563,11 +509,13 @@ async def run_daemon(
     data_dir: Path,
     *,
     planner: PlannerConfig | None = None,
+    switches: PolicySwitches | None = None,
     oracle: bool = False,
 ) -> SideResult:
     """The daemon's engine and planner on the simulated node, until the horizon.
 
-    `oracle`: the planner ranks by the node's hidden truth (`OraclePlanner`, an upper bound).
+    `planner` and `switches` default to the daemon's; `oracle`: the planner ranks by the
+    node's hidden truth (`OraclePlanner`, an upper bound).
     """
     loop = asyncio.get_running_loop()
     assert isinstance(loop, VirtualClockLoop)
@@ -580,13 +528,14 @@ async def run_daemon(
         sleep_seconds=config.sleep_seconds,
     )
     policy = planner or PlannerConfig.from_settings(settings)
+    parts = switches or PolicySwitches()
     chosen: Planner
     if oracle:
-        chosen = OraclePlanner(policy, node)
+        chosen = OraclePlanner(policy, parts, node)
     elif config.sources_per_run > 1:
-        chosen = MultiSourcePlanner(policy, config.sources_per_run)
+        chosen = MultiSourcePlanner(policy, parts, config.sources_per_run)
     else:
-        chosen = Planner(policy)
+        chosen = Planner(policy, parts)
     store = StateStore(data_dir / "state.sqlite3")
     runner = SimRunner(node, meter, config.seed)
     engine = Engine(
@@ -729,12 +678,14 @@ def simulate(
     *,
     baseline: bool = True,
     planner: PlannerConfig | None = None,
+    switches: PolicySwitches | None = None,
     oracle: bool = False,
 ) -> Comparison:
     """Both sides on the node of each seed, each on a fresh virtual clock; logs quiet.
 
-    `baseline=False` runs the daemon only; `planner` replaces the daemon's planner policy
-    (for the ablation figures); `oracle` gives it the node's hidden truth (an upper bound).
+    `baseline=False` runs the daemon only; `planner` replaces the daemon's planner knobs and
+    `switches` turns parts of its policy off (for the ablation figures); `oracle` gives it
+    the node's hidden truth (an upper bound).
     """
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
@@ -744,7 +695,9 @@ def simulate(
         for seed in seeds:
             seeded = replace(config, seed=seed)
             with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
-                daemon = run_daemon(seeded, Path(tmp), planner=planner, oracle=oracle)
+                daemon = run_daemon(
+                    seeded, Path(tmp), planner=planner, switches=switches, oracle=oracle
+                )
                 daemons.append(_virtual(daemon))
             if baseline:
                 baselines.append(_virtual(run_baseline(seeded)))

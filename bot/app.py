@@ -1,44 +1,38 @@
-"""The Telegram face: a PTB Application embedding the engine, scheduled on its JobQueue."""
+"""The Telegram face: the feed's sink, the chat's commands and long polling.
+
+The runtime (core.runtime) runs the daemon; this only adds what the chat needs, and never
+holds the engine up: it connects in the background, logs while the Bot API is unreachable,
+and the feed's notices (the start-up message first) leave once Telegram answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, TypeHandler
 from telegram.request import HTTPXRequest
 
 from bot import render
 from bot.auth import make_guard
 from bot.handlers import Commands
-from bot.outbox import BOTFATHER_HINT, Episodes, OutboxSender, text_message
-from core.daemon import (
-    LEDGER_POLL_SECONDS,
-    REPORT_CHECK_SECONDS,
-    DailyReports,
-    SendReport,
-    describe_mode,
-    open_services,
-    stop_services,
-)
-from core.engine import Engine
-from core.events import AlertCleared, AlertRaised, Event
-from core.report import DayReport, format_summary
+from bot.outbox import BOTFATHER_HINT, TelegramSink
+from core.control import Control
+from core.feed import Episodes
+from core.report_delivery import Reporter
 from core.settings import Settings
 
 log = logging.getLogger("bot.app")
 
-OUTBOX_FLUSH_SECONDS = 1.0
-CAPTION_LIMIT = 1024
-# The shutdown message gets this long to leave before the process exits.
-FAREWELL_SECONDS = 2.0
+# While the Bot API is unreachable at start, connecting is retried after this, doubling.
+CONNECT_RETRY_SECONDS = 2.0
+CONNECT_RETRY_MAX = 60.0
 # Polling that keeps failing sleeps between tries (PTB: up to 30 s) before it sees a stop.
 POLLING_STOP_SECONDS = 2.0
 
@@ -111,205 +105,108 @@ def build_application(settings: Settings, watch: PollingWatch | None = None) -> 
         .rate_limiter(AIORateLimiter(max_retries=0))
         # A command waiting on a slow LNDg (/pairs) must not hold up /status.
         .concurrent_updates(True)
+        # The runtime (core.runtime) schedules every job; PTB only polls and dispatches.
+        .job_queue(None)
     )
     if watch is not None:
         builder = builder.get_updates_request(PollingRequest(watch))
     return builder.build()
 
 
-def alerts_to_outbox(engine: Engine) -> Any:
-    """Listener: alerts and recoveries become outbox messages (rebalances already are)."""
+class TelegramFace:
+    """The chat: connects in the background, then reads commands and delivers the feed."""
 
-    def listener(event: Event) -> None:
-        if isinstance(event, AlertRaised):
-            engine.store.enqueue("text", text_message(render.alert(event.message)))
-        elif isinstance(event, AlertCleared):
-            engine.store.enqueue("text", text_message(render.recovered(event.message)))
+    name = "with Telegram"
 
-    return listener
-
-
-async def _initialize(app: App, stopping: asyncio.Event) -> bool:
-    """Connect to the Bot API, retrying while it is unreachable; False if told to stop."""
-    delay = 2.0
-    while not stopping.is_set():
-        try:
-            await app.initialize()
-            return True
-        except InvalidToken:
-            raise
-        except (NetworkError, TelegramError) as exc:
-            log.warning("Telegram Bot API unreachable (%s); retrying in %.0fs", exc, delay)
-            try:
-                await asyncio.wait_for(stopping.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 60.0)
-    return False
-
-
-async def run_bot(settings: Settings) -> int:
-    """Run the daemon with the chat until SIGTERM or SIGINT."""
-    assert settings.telegram_chat_id is not None
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-
-    async with open_services(settings, notify=True) as services:
-        engine = services.engine
-        engine.events.subscribe(alerts_to_outbox(engine))
-        episodes = Episodes()  # Telegram trouble, once per episode in the log
-        watch = PollingWatch(episodes)
-        app = build_application(settings, watch)
-        try:
-            if not await _initialize(app, stopping):
-                return 0
-        except InvalidToken:
-            log.error("TELEGRAM_TOKEN was rejected by Telegram; get a valid one from @BotFather")
-            return 2
-        sender = OutboxSender(
-            app.bot,
-            engine.store,
+    def __init__(self, settings: Settings) -> None:
+        assert settings.telegram_chat_id is not None
+        self.settings = settings
+        self.episodes = Episodes(logging.getLogger("bot.outbox"))  # once per episode in the log
+        self.watch = PollingWatch(self.episodes)
+        self.app = build_application(settings, self.watch)
+        self.sink = TelegramSink(
+            self.app.bot,
             settings.telegram_chat_id,
             settings.notify_min_sats,
-            episodes=episodes,
+            settings.zone,
+            self.episodes,
+            connected=False,
         )
-        commands = Commands(engine, services.reporter)
-        reports = DailyReports(
-            services.reporter, engine, report_sender(app, settings.telegram_chat_id)
-        )
-        app.add_handler(
+        self._connecting: asyncio.Task[None] | None = None
+        self._polling: asyncio.Task[Any] | None = None
+
+    def start(self, control: Control, reporter: Reporter, stop: Callable[[int], None]) -> None:
+        settings = self.settings
+        assert settings.telegram_chat_id is not None
+        self.app.add_handler(
             TypeHandler(
                 Update, make_guard(settings.telegram_chat_id, settings.telegram_allowed_user_ids)
             ),
             group=-1,
         )
-        commands.register(app)
-        _schedule(app, engine, sender, settings, commands, reports)
+        Commands(control, reporter, settings).register(self.app)
+        self._connecting = asyncio.create_task(self._connect(stop), name="telegram connect")
+
+    async def _connect(self, stop: Callable[[int], None]) -> None:
+        """getMe until Telegram answers, then the command menu, the feed and polling."""
+        delay = CONNECT_RETRY_SECONDS
+        while True:
+            try:
+                await self.app.initialize()
+                break
+            except InvalidToken:
+                log.error(
+                    "TELEGRAM_TOKEN was rejected by Telegram; get a valid one from @BotFather"
+                )
+                stop(2)
+                return
+            except (NetworkError, TelegramError) as exc:
+                log.warning(
+                    "Telegram Bot API unreachable (%s); rebalancing goes on, the chat waits; "
+                    "retrying in %.0fs",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CONNECT_RETRY_MAX)
         try:
-            await app.bot.set_my_commands([BotCommand(c, d) for c, d in render.COMMANDS])
+            await self.app.bot.set_my_commands([BotCommand(c, d) for c, d in render.COMMANDS])
         except TelegramError as exc:
             log.warning("could not set the chat's command menu: %s", exc)
-        mode = describe_mode(engine)
-        engine.store.enqueue(
-            "text", text_message(render.started(mode, settings.sleep_seconds, settings.max_workers))
-        )
-        log.info(
-            "regolancer-orchestrator started with Telegram (%s), cycle every %ds, %d workers",
-            mode,
-            settings.sleep_seconds,
-            settings.max_workers,
-        )
-        await app.start()
-        assert app.updater is not None
-        # bootstrap_retries=-1: a network blip while polling starts is retried, not fatal;
-        # raced against the stop signal so SIGTERM still ends a start that never succeeds.
-        polling = asyncio.create_task(
-            app.updater.start_polling(
+        self.sink.connected = True
+        log.info("Telegram connected: the chat gets the feed, commands are read")
+        await self.app.start()
+        assert self.app.updater is not None
+        # bootstrap_retries=-1: a network blip while polling starts is retried, not fatal.
+        try:
+            await self.app.updater.start_polling(
                 allowed_updates=Update.ALL_TYPES,
                 drop_pending_updates=False,
                 timeout=10,
                 bootstrap_retries=-1,
-                error_callback=watch.failed,
+                error_callback=self.watch.failed,
             )
-        )
-        stop_wait = asyncio.create_task(stopping.wait())
-        await asyncio.wait({polling, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not polling.done():
-            polling.cancel()
-        elif (failure := polling.exception()) is not None:
-            # e.g. the token rejected between getMe and polling: the engine still runs.
+        except Exception as failure:  # e.g. the token rejected between getMe and polling
             log.error(
                 "Telegram polling did not start (%s: %s); commands are not read until restart",
                 type(failure).__name__,
                 failure,
             )
-        await stopping.wait()
 
-        log.info("stopping: no new runs, stopping running regolancer processes")
-        # Stop the engine first: PTB waits for running jobs, and a cycle job waits for
-        # its regolancer runs.
-        await stop_services(services)
-        engine.store.enqueue("text", text_message(render.stopping(describe_mode(engine))))
-        try:
-            await asyncio.wait_for(sender.flush(), FAREWELL_SECONDS)
-        except TimeoutError:
-            log.warning("shutdown message not delivered in time; it stays in the outbox")
-        if app.updater.running:
+    async def stop(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        if not self.sink.connected:
+            return
+        updater = self.app.updater
+        if updater is not None and updater.running:
             try:
-                await asyncio.wait_for(app.updater.stop(), POLLING_STOP_SECONDS)
+                await asyncio.wait_for(updater.stop(), POLLING_STOP_SECONDS)
             except TimeoutError:  # cancelled in its sleep: stopped all the same
                 log.info("Telegram polling was waiting to retry; stopped")
             except TelegramError as exc:  # polling ended in an error: a line, no traceback
                 log.warning("Telegram polling ended with %s: %s", type(exc).__name__, exc)
-        await app.stop()
-        await app.shutdown()
-    log.info("stopped")
-    return 0
-
-
-def report_sender(app: App, chat_id: int) -> SendReport:
-    """Daily reports go straight to the chat (the report store makes them at most once)."""
-
-    async def send(report: DayReport, chart: bytes) -> None:
-        text = render.report(format_summary(report))
-        if len(render.plain(text)) <= CAPTION_LIMIT:
-            await app.bot.send_photo(chat_id, chart, caption=text, parse_mode=ParseMode.HTML)
-        else:
-            await app.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
-            await app.bot.send_photo(chat_id, chart)
-
-    return send
-
-
-def _schedule(
-    app: App,
-    engine: Engine,
-    sender: OutboxSender,
-    settings: Settings,
-    commands: Commands,
-    reports: DailyReports,
-) -> None:
-    jobs = app.job_queue
-    assert jobs is not None
-
-    # A busy event loop must delay the next cycle, never drop it as missed.
-    late_ok = {"misfire_grace_time": None}
-
-    async def cycle(context: ContextTypes.DEFAULT_TYPE) -> None:
-        # A cycle, then the pause the engine asks for (SLEEP_SECONDS unless work is
-        # waiting), so cycles never overlap.
-        try:
-            await engine.cycle()
-        finally:
-            if not engine.stopping:
-                jobs.run_once(
-                    cycle, when=engine.next_cycle_delay(), name="cycle", job_kwargs=late_ok
-                )
-
-    async def ledger(context: ContextTypes.DEFAULT_TYPE) -> None:
-        engine.poll_ledger()
-
-    async def outbox(context: ContextTypes.DEFAULT_TYPE) -> None:
-        await sender.flush()
-
-    async def report(context: ContextTypes.DEFAULT_TYPE) -> None:
-        await reports.tick()
-
-    once = {"max_instances": 1, "coalesce": True}
-    jobs.run_repeating(
-        report, interval=REPORT_CHECK_SECONDS, first=5.0, name="report", job_kwargs=once
-    )
-    jobs.run_once(cycle, when=1.0, name="cycle", job_kwargs=late_ok)
-    jobs.run_repeating(
-        ledger, interval=LEDGER_POLL_SECONDS, first=0.5, name="ledger", job_kwargs=once
-    )
-    jobs.run_repeating(
-        outbox, interval=OUTBOX_FLUSH_SECONDS, first=0.5, name="outbox", job_kwargs=once
-    )
-
-    def next_cycle() -> float | None:
-        pending = [job.next_t for job in jobs.get_jobs_by_name("cycle") if job.next_t is not None]
-        return min(pending).timestamp() if pending else None
-
-    commands.next_cycle = next_cycle
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()

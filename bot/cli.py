@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.checks import run_checks
-from core.daemon import log_event, open_services, run_headless
+from core.control import Control
+from core.daemon import open_services
+from core.feed import FeedPump, LogSink
 from core.health import check_health
 from core.lndg import LndgClient, LndgError
 from core.lock import DataDirLock, DataDirLockError
@@ -21,8 +23,9 @@ from core.logs import setup_logging
 from core.models import LIGHTNING_MAINNET
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
-from core.report import combine, format_summary
-from core.reporting import Reporter
+from core.report_delivery import Reporter
+from core.report_figures import combine, format_summary
+from core.runtime import Runtime
 from core.settings import Settings, SettingsError, load_settings, url_secrets
 from core.state import StateError, StateStore, ensure_data_dir
 
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         # The demo builds its own settings: no .env, no LNDg or regolancer to configure.
-        from bot.demo.run import demo_main
+        from sim.demo import demo_main
 
         return demo_main(args)
     try:
@@ -156,10 +159,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         return await _report(settings, args.date, args.days)
     if settings.headless:
-        return await run_headless(settings)
-    from bot.app import run_bot  # imported here so headless use never loads telegram
+        return await Runtime(settings).run()
+    from bot.app import TelegramFace  # imported here so headless use never loads telegram
 
-    return await run_bot(settings)
+    return await Runtime(settings, TelegramFace(settings)).run()
 
 
 async def _check(settings: Settings) -> int:
@@ -203,9 +206,10 @@ async def _pairs(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _cycle(settings: Settings, *, dry_run: bool) -> int:
-    async with open_services(settings, notify=False) as services:
-        services.engine.events.subscribe(log_event)
-        cycle = await services.engine.cycle(dry_run=dry_run or None, ignore_pause=True)
+    async with open_services(settings) as services:
+        cycle = await Control(services.engine).run_cycle(dry_run=dry_run or None)
+        # One process, no chat: what the cycle landed goes to the log, like headless.
+        await FeedPump(services.engine.store, LogSink()).flush()
     return 1 if cycle.skipped else 0
 
 

@@ -1,4 +1,4 @@
-"""Command and button handlers: parse, call the engine, render. Nothing else.
+"""Command and button handlers: parse, call the control surface (core.control), render.
 
 Switches ask before they act. The question's buttons carry only a short random token; what
 to do, its checked argument, who asked and when stay here in memory (`Confirmations`), so a
@@ -40,30 +40,22 @@ from bot.arguments import (
     parse_on_off,
     parse_report_period,
 )
+from core.channel_ref import ChannelLookupError
 from core.chart import render_chart_async
-from core.engine import Engine
+from core.control import DRY_RUN_LOCKED, Control, Refused
 from core.lndg import LndgError
-from core.models import Channel, Pair, chan_id_to_short_id
-from core.pairing import ChannelLookupError, resolve_channel
-from core.report import format_summary
+from core.models import Channel, Pair
 from core.report_csv import read_days
-from core.reporting import Reporter
-from core.settings import masked
+from core.report_delivery import Reporter
+from core.report_figures import format_summary
+from core.settings import Settings, masked
 
 log = logging.getLogger("bot.handlers")
 
 Context = ContextTypes.DEFAULT_TYPE
 
 CONFIRM_SECONDS = 600.0
-# A pause this far ahead reads as "until /resume" (a date that far cannot be shown).
-_FAR_SECONDS = 10 * 365 * 86400.0
 _COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?")
-
-
-def day_start(now: float, zone: dt.tzinfo) -> float:
-    """Midnight of `now`'s local day, as a Unix time."""
-    local = dt.datetime.fromtimestamp(now, zone)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +119,11 @@ def command_name(update: Update) -> str:
 
 @dataclass
 class Commands:
-    """The chat's commands, bound to one engine."""
+    """The chat's commands, over one control surface."""
 
-    engine: Engine
-    reporter: Reporter | None = None
-    next_cycle: Callable[[], float | None] = lambda: None
+    control: Control
+    reporter: Reporter | None
+    settings: Settings
     confirmations: Confirmations = field(default_factory=Confirmations)
     # The newest pair list, for the page buttons. Updates run concurrently: a slow fetch
     # that ends after a newer one must not replace it (`_pairs_asked` is when it began).
@@ -140,17 +132,10 @@ class Commands:
 
     @property
     def zone(self) -> dt.tzinfo:
-        return self.engine.settings.zone
+        return self.settings.zone
 
     def mode(self) -> str:
-        mode = "dry run" if self.engine.dry_run else "live"
-        until = self.engine.store.paused_until()
-        now = time.time()
-        if until is not None and until > now:
-            mode += ", paused" + (
-                "" if until - now > _FAR_SECONDS else f" until {render.clock(until, self.zone)}"
-            )
-        return mode
+        return render.mode(self.control.mode(), time.time(), self.zone)
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         for name in ("start", "help"):
@@ -205,34 +190,15 @@ class Commands:
     # --- commands -----------------------------------------------------------------------
 
     async def help(self, update: Update, context: Context) -> None:
-        await self.reply(update, render.help_text(self.engine.settings.dry_run))
+        await self.reply(update, render.help_text(self.control.dry_run_locked))
 
     async def status(self, update: Update, context: Context) -> None:
-        now = time.time()
-        store = self.engine.store
-        since = day_start(now, self.zone)
-        last = store.get_value("last_cycle")
-        start, _, end = (last or "").partition(":")
-        last_cycle = (float(start), float(end)) if last else None
-        text = render.status(
-            mode=self.mode(),
-            now=now,
-            zone=self.zone,
-            last_cycle=last_cycle,
-            next_cycle=self.next_cycle(),
-            cycle_running=self.engine.cycle_running,
-            active=list(self.engine.status.active.values()),
-            today=store.totals(since=since),
-            outcomes=store.outcome_counts(since=since),
-            lndg_ok=self.engine.status.lndg_ok,
-            lndg_error=self.engine.status.lndg_error,
-        )
-        await self.reply(update, text)
+        await self.reply(update, render.status(self.control.status(), self.zone))
 
     async def _fetch_pairs(self, update: Update) -> tuple[list[Channel], Sequence[Pair]] | None:
         asked = time.monotonic()
         try:
-            fetched = await self.engine.pairs()
+            fetched = await self.control.pairs()
         except Exception as exc:
             await self.reply(update, render.alert(f"LNDg: {exc}"))
             return None
@@ -282,8 +248,8 @@ class Commands:
             except ArgumentError as exc:
                 await self.reply(update, render.bad_argument(exc.problem, exc.example))
                 return
-            if not on and self.engine.settings.dry_run:
-                await self.reply(update, "DRY_RUN=true is set in the environment; change it there.")
+            if not on and self.control.dry_run_locked:
+                await self.reply(update, render.refused(DRY_RUN_LOCKED))
                 return
             await self.ask(update, "dryrun", on)
             return
@@ -291,12 +257,12 @@ class Commands:
         if fetched is None:
             return
         channels, pairs = fetched
-        planned = self.engine.plan(channels)
+        planned = self.control.plan(channels)
         await self.reply(update, render.dry_run_plan(planned, len(pairs), len(channels)))
 
     async def run(self, update: Update, context: Context) -> None:
-        if self.engine.cycle_running:
-            await self.reply(update, "A cycle is running now; /status shows its runs.")
+        if self.control.status().cycle_running:
+            await self.reply(update, render.CYCLE_RUNNING)
             return
         await self.ask(update, "run")
 
@@ -310,8 +276,8 @@ class Commands:
         await self.ask(update, "pause", seconds or None)
 
     async def resume(self, update: Update, context: Context) -> None:
-        if self.engine.store.paused_until() is None:
-            await self.reply(update, f"Not paused ({self.mode()}).")
+        if not self.control.paused:
+            await self.reply(update, render.not_paused(self.control.mode(), time.time(), self.zone))
             return
         await self.ask(update, "resume")
 
@@ -322,16 +288,13 @@ class Commands:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
         try:
-            channels = await self.engine.channels()
-        except Exception as exc:
-            await self.reply(update, render.alert(f"LNDg: {exc}"))
-            return
-        try:
-            channel = resolve_channel(query, channels)
+            channel, added = await self.control.exclude(query)
         except ChannelLookupError as exc:
             await self.reply(update, render.bad_argument(str(exc), "/exclude 800000x1234x1"))
             return
-        added = self.engine.store.exclude(channel.chan_id, channel.alias, added_by="chat")
+        except LndgError as exc:
+            await self.reply(update, render.alert(f"LNDg: {exc}"))
+            return
         await self.reply(update, render.excluded(channel, added))
 
     async def include(self, update: Update, context: Context) -> None:
@@ -340,28 +303,15 @@ class Commands:
         except ArgumentError as exc:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
-        # Resolve among the exclusions themselves: an excluded channel may be closed now.
-        rows = self.engine.store.exclusions()
-        folded = query.casefold()
-        matches = [
-            e
-            for e in rows
-            if query in (e.chan_id, chan_id_to_short_id(e.chan_id)) or e.label.casefold() == folded
-        ]
-        if len(matches) != 1:
-            problem = (
-                f"{query!r} matches no exclusion"
-                if not matches
-                else f"{query!r} matches {len(matches)} exclusions; use the chan_id"
-            )
-            await self.reply(update, render.bad_argument(problem, "/include 800000x1234x1"))
+        try:
+            found, removed = self.control.include(query)
+        except ChannelLookupError as exc:
+            await self.reply(update, render.bad_argument(str(exc), "/include 800000x1234x1"))
             return
-        found = matches[0]
-        removed = self.engine.store.include(found.chan_id)
         await self.reply(update, render.included(found.label, found.chan_id, removed))
 
     async def exclusions(self, update: Update, context: Context) -> None:
-        await self.reply(update, render.exclusions(self.engine.store.exclusions()))
+        await self.reply(update, render.exclusions(self.control.exclusions()))
 
     async def history(self, update: Update, context: Context) -> None:
         try:
@@ -369,12 +319,10 @@ class Commands:
         except ArgumentError as exc:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
-        await self.reply(
-            update, render.history(self.engine.store.last_rebalances(count), self.zone)
-        )
+        await self.reply(update, render.history(self.control.last_rebalances(count), self.zone))
 
     async def config(self, update: Update, context: Context) -> None:
-        await self.reply(update, render.config(masked(self.engine.settings)))
+        await self.reply(update, render.config(masked(self.settings)))
 
     async def report(self, update: Update, context: Context) -> None:
         today = dt.datetime.now(self.zone).date()
@@ -462,24 +410,28 @@ class Commands:
     # --- confirmed actions (see CONFIRMABLE) ----------------------------------------------
 
     async def switch_dry_run(self, on: bool, context: Context) -> str:
-        if not on and self.engine.settings.dry_run:
-            return "DRY_RUN=true is set in the environment; change it there."
-        self.engine.store.dry_run = on
-        return f"Dry run is {'ON' if on else 'OFF'}. Mode: {self.mode()}."
+        try:
+            switches = self.control.set_dry_run(on)
+        except Refused as exc:
+            return render.refused(str(exc))
+        return render.dry_run_switched(switches, time.time(), self.zone)
 
     async def pause_runs(self, seconds: int | None, context: Context) -> str:
-        self.engine.pause(time.time() + seconds if seconds else float("inf"))
-        return f"Paused. Mode: {self.mode()}. /resume to start runs again."
+        return render.paused(self.control.pause(seconds), time.time(), self.zone)
 
     async def resume_runs(self, _: None, context: Context) -> str:
-        self.engine.resume()
-        return f"Resumed. Mode: {self.mode()}."
+        try:
+            switches = self.control.resume()
+        except Refused:
+            return render.not_paused(self.control.mode(), time.time(), self.zone)
+        return render.resumed(switches, time.time(), self.zone)
 
     async def run_now(self, _: None, context: Context) -> str:
-        if self.engine.cycle_running:
-            return "A cycle is already running."
-        context.application.create_task(self.engine.cycle(ignore_pause=True), name="manual cycle")
-        return "Cycle started; rebalances will appear here as they land."
+        try:
+            self.control.run_now()
+        except Refused as exc:
+            return render.refused(str(exc))
+        return render.CYCLE_STARTED
 
     # --- failures -----------------------------------------------------------------------
 

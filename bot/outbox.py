@@ -1,24 +1,17 @@
-"""Delivering the outbox: durable messages leave in order, batched, at most once each.
+"""The chat as the feed's sink: notices rendered and sent to the one authorised chat.
 
-A message is marked sent only after Telegram accepted it, so an outage or a 429 delays it
-and a restart resends what was not accepted. Only a hard kill between Telegram's answer
-and the mark can repeat a message (the one in flight).
-
-A mark the state database refuses (locked past busy_timeout, disk full) is kept in memory
-and written first at the next flush; until it is written nothing new is sent, so a message
-Telegram accepted never goes out twice from this process.
-
-A token Telegram rejects, or a chat that became a supergroup, does not heal without the
-operator: the outbox says once what to do and holds, retrying ever more rarely.
+Delivery order, at-most-once marks and the store's refusals are the feed's (core.feed); here
+is what is Telegram's: rendering, NOTIFY_MIN_SATS, and Telegram's ways of saying "not now".
+An outage or a 429 holds the feed; a token Telegram rejects, or a chat that became a
+supergroup, does not heal without the operator: said once, and retried ever more rarely.
 """
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import logging
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from telegram import Bot
@@ -34,7 +27,18 @@ from telegram.error import (
 )
 
 from bot import render
-from core.state import OutboxMessage, StateStore
+from core.events import (
+    AlertCleared,
+    AlertRaised,
+    DaemonStarted,
+    DaemonStopping,
+    Notice,
+    RebalanceLanded,
+    ReportReady,
+    Text,
+)
+from core.feed import DeliveryHeld, Episodes, FeedPump
+from core.state import StateStore
 
 log = logging.getLogger("bot.outbox")
 
@@ -42,14 +46,13 @@ log = logging.getLogger("bot.outbox")
 MAX_BACKOFF_SECONDS = 60.0
 # Refusals only the operator can end (token, chat id): retry rarely, in case one heals.
 MAX_REFUSED_BACKOFF_SECONDS = 300.0
+CAPTION_LIMIT = 1024
+# Until the face has connected (getMe answered), the feed looks again this often.
+NOT_CONNECTED_SECONDS = 1.0
 
 BOTFATHER_HINT = (
     "TELEGRAM_TOKEN was rejected (revoked?): get a new token from @BotFather and restart"
 )
-
-
-def text_message(text: str) -> dict[str, str]:
-    return {"text": text}
 
 
 def refusal(exc: TelegramError) -> tuple[str, str] | None:
@@ -65,102 +68,73 @@ def refusal(exc: TelegramError) -> tuple[str, str] | None:
     return None
 
 
+def notice_text(
+    notices: Sequence[Notice], min_sats: int, now: float, zone: dt.tzinfo
+) -> str | None:
+    """The chat message for one feed batch; None when it says nothing (dust, nothing left)."""
+    first = notices[0]
+    match first:
+        case RebalanceLanded():
+            shown = [
+                n.rebalance
+                for n in notices
+                if isinstance(n, RebalanceLanded) and n.rebalance.line.amount_sat >= min_sats
+            ]
+            return render.rebalances(shown) if shown else None
+        case AlertRaised(_, message):
+            return render.alert(message)
+        case AlertCleared(_, message):
+            return render.recovered(message)
+        case DaemonStarted():
+            return render.started(first, now, zone)
+        case DaemonStopping():
+            return render.stopping(first, now, zone)
+        case ReportReady(_, summary, _):
+            return render.report(summary)
+        case Text(text):
+            return text
+
+
 @dataclass
-class Episodes:
-    """Problems said once per episode in the log: one line as each begins, one as it ends.
-
-    Shared by the outbox and polling, so a rejected token seen by both is one line.
-    """
-
-    logger: logging.Logger = field(default_factory=lambda: log)
-    _began: dict[str, float] = field(default_factory=dict)  # key -> time.monotonic()
-
-    def begin(self, key: str, message: str, level: int = logging.ERROR) -> None:
-        if key not in self._began:
-            self._began[key] = time.monotonic()
-            self.logger.log(level, "%s", message)
-
-    def end(self, key: str, message: str, asked_at: float) -> None:
-        """End `key` by a request (asked at `asked_at`, monotonic) that worked.
-
-        A request already in flight when the episode began (a long poll) proves nothing.
-        """
-        began = self._began.get(key)
-        if began is not None and asked_at > began:
-            del self._began[key]
-            self.logger.info("%s", message)
-
-
-@dataclass
-class OutboxSender:
-    """Sends pending outbox rows to the one authorised chat."""
+class TelegramSink:
+    """Sends feed notices to the one authorised chat (see core.feed.Sink)."""
 
     bot: Bot
-    store: StateStore
     chat_id: int
     min_sats: int = 0
-    episodes: Episodes = field(default_factory=Episodes)
-    _hold_until: float = 0.0
+    zone: dt.tzinfo = dt.UTC
+    episodes: Episodes = field(default_factory=lambda: Episodes(log))
+    # False until the face has connected: the feed holds what the chat should hear.
+    connected: bool = True
     _backoff: float = 1.0
-    # One flush at a time: the farewell flush at shutdown can meet the outbox job's, and two
-    # flushes reading the same pending rows would both send them.
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Rows Telegram accepted whose sent-mark the database refused: never sent again.
-    _unmarked: list[int] = field(default_factory=list)
 
-    def _render(self, batch: Sequence[OutboxMessage]) -> str | None:
-        if batch[0].kind != "rebalance":
-            return str(batch[0].payload.get("text", "")) or None
-        rows = [self.store.rebalance(int(m.payload["ledger_id"])) for m in batch]
-        shown = [r for r in rows if r is not None and r.line.amount_sat >= self.min_sats]
-        return render.rebalances(shown) if shown else None
-
-    async def flush(self) -> int:
-        """Send what is pending; returns how many outbox rows were delivered (or dropped)."""
-        async with self._lock:
-            return await self._flush()
-
-    async def _flush(self) -> int:
-        if time.monotonic() < self._hold_until:
-            return 0
-        if not self._mark([]):  # the marks of an earlier flush first
-            return 0
-        done = 0
-        unmarked = set(self._unmarked)
-        pending = [m for m in self.store.pending_messages(limit=200) if m.id not in unmarked]
-        for batch in _batches(pending):
-            ids = [m.id for m in batch]
-            text = self._render(batch)
-            if text is not None:  # None: dust below NOTIFY_MIN_SATS, or nothing to say
-                asked = time.monotonic()
-                try:
-                    await self._send(text)
-                except RetryAfter as exc:
-                    wait = exc.retry_after
-                    seconds = (
-                        wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-                    )
-                    self._hold(seconds)
-                    log.warning("Telegram asks to wait %.0fs; %d messages held", seconds, len(ids))
-                    return done
-                except NetworkError as exc:  # also 5xx and timeouts; BadRequest handled inside
-                    self._hold(self._next_backoff(MAX_BACKOFF_SECONDS))
-                    log.warning(
-                        "Telegram unreachable (%s); %d messages held", exc.message, len(ids)
-                    )
-                    return done
-                except TelegramError as exc:
-                    refused = refusal(exc)
-                    if refused is None:
-                        raise
-                    self._hold(self._next_backoff(MAX_REFUSED_BACKOFF_SECONDS))
-                    self.episodes.begin(*refused)
-                    return done
-                self._accepted(asked)
-            done += len(ids)
-            if not self._mark(ids):
-                return done
-        return done
+    async def deliver(self, notices: Sequence[Notice]) -> None:
+        if not self.connected:
+            raise DeliveryHeld(NOT_CONNECTED_SECONDS)
+        text = notice_text(notices, self.min_sats, time.time(), self.zone)
+        if text is None:
+            return
+        asked = time.monotonic()
+        try:
+            if isinstance(notices[0], ReportReady):
+                await self._send_report(text, notices[0].chart)
+            else:
+                await self._send(text)
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+            log.warning("Telegram asks to wait %.0fs; %d messages held", seconds, len(notices))
+            raise DeliveryHeld(seconds) from exc
+        except NetworkError as exc:  # also 5xx and timeouts; BadRequest handled inside
+            log.warning("Telegram unreachable (%s); %d messages held", exc.message, len(notices))
+            raise DeliveryHeld(self._next_backoff(MAX_BACKOFF_SECONDS)) from exc
+        except TelegramError as exc:
+            refused = refusal(exc)
+            if refused is None:
+                raise
+            self.episodes.begin(*refused)
+            raise DeliveryHeld(self._next_backoff(MAX_REFUSED_BACKOFF_SECONDS)) from exc
+        self._accepted(asked)
 
     async def _send(self, text: str) -> None:
         try:
@@ -175,6 +149,14 @@ class OutboxSender:
             except BadRequest as again:
                 log.error("Telegram rejected the plain copy too (%s); dropped", again.message)
 
+    async def _send_report(self, text: str, chart: bytes) -> None:
+        """The summary as the chart's caption when it fits, else a message and the chart."""
+        if len(render.plain(text)) <= CAPTION_LIMIT:
+            await self.bot.send_photo(self.chat_id, chart, caption=text, parse_mode=ParseMode.HTML)
+        else:
+            await self._send(text)
+            await self.bot.send_photo(self.chat_id, chart)
+
     def _accepted(self, asked_at: float) -> None:
         self._backoff = 1.0
         self.episodes.end("token", "Telegram accepts TELEGRAM_TOKEN again", asked_at)
@@ -182,49 +164,23 @@ class OutboxSender:
             "chat", "Telegram delivers to the chat again; held messages follow", asked_at
         )
 
-    def _mark(self, ids: list[int]) -> bool:
-        """Mark rows sent, with any the database refused before; False while it refuses."""
-        marks = sorted({*self._unmarked, *ids})
-        if not marks:
-            return True
-        try:
-            self.store.mark_sent(marks)
-        except sqlite3.Error as exc:
-            self._unmarked = marks
-            self.episodes.begin(
-                "store",
-                f"state database refuses to record {len(marks)} sent message(s) ({exc}): "
-                "they are not sent again, and the outbox holds until it takes writes",
-            )
-            return False
-        self._unmarked = []
-        self.episodes.end(
-            "store", "state database takes writes again; the outbox goes on", time.monotonic()
-        )
-        return True
-
-    def _hold(self, seconds: float) -> None:
-        self._hold_until = time.monotonic() + seconds
-
     def _next_backoff(self, cap: float) -> float:
         current = min(self._backoff, cap)
         self._backoff = min(self._backoff * 2, cap)
         return current
 
 
-def _batches(pending: Sequence[OutboxMessage]) -> Iterator[list[OutboxMessage]]:
-    """Runs of rebalance rows become one message; every other row stands alone."""
-    run: list[OutboxMessage] = []
-    for message in pending:
-        if message.kind == "rebalance" and len(run) < 30:
-            run.append(message)
-            continue
-        if run:
-            yield run
-            run = []
-        if message.kind == "rebalance":
-            run.append(message)
-        else:
-            yield [message]
-    if run:
-        yield run
+class OutboxSender(FeedPump):
+    """The feed delivered to the chat: a `FeedPump` with a `TelegramSink`."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        store: StateStore,
+        chat_id: int,
+        min_sats: int = 0,
+        episodes: Episodes | None = None,
+    ) -> None:
+        episodes = episodes or Episodes(log)
+        self.telegram = TelegramSink(bot, chat_id, min_sats, episodes=episodes)
+        super().__init__(store, self.telegram, episodes)

@@ -10,9 +10,11 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from html import escape, unescape
 
-from core.engine import ActiveRun
-from core.models import Channel, Outcome, Pair, Rebalance
-from core.state import Exclusion, Totals
+from core import fmt
+from core.control import FAR_SECONDS, Status
+from core.events import DaemonStarted, DaemonStopping, Mode
+from core.models import Channel, Pair, Rebalance
+from core.state import Exclusion
 
 MAX_MESSAGE = 4096
 PAIRS_PER_PAGE = 15
@@ -62,14 +64,6 @@ def plain(text: str) -> str:
     return unescape(_strip_tags(text))
 
 
-def sats(amount: float) -> str:
-    return f"{amount:,.0f}"
-
-
-def fee(amount: float) -> str:
-    return f"{amount:,.3f}".rstrip("0").rstrip(".")
-
-
 def ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 90:
@@ -95,9 +89,9 @@ def name(alias: str, chan_id: str) -> str:
 def rebalance_line(rebalance: Rebalance) -> str:
     line = rebalance.line
     return (
-        f"{sats(line.amount_sat)} sat {name(rebalance.from_alias, line.from_channel)} → "
-        f"{name(rebalance.to_alias, line.to_channel)}, fee {fee(line.fee_sat)} sat "
-        f"({line.ppm} ppm)"
+        f"{fmt.sats(line.amount_sat)} {name(rebalance.from_alias, line.from_channel)} → "
+        f"{name(rebalance.to_alias, line.to_channel)}, fee {fmt.fee(line.fee_sat)} "
+        f"({fmt.ppm(line.ppm)})"
     )
 
 
@@ -107,7 +101,7 @@ def rebalances(rows: Sequence[Rebalance]) -> str:
         return f"✅ Rebalanced {rebalance_line(rows[0])}"
     total = sum(r.line.amount_sat for r in rows)
     fees = sum(r.line.fee_sat for r in rows)
-    head = f"✅ <b>{len(rows)} rebalances</b>, {sats(total)} sat, fee {fee(fees)} sat"
+    head = f"✅ <b>{len(rows)} rebalances</b>, {fmt.sats(total)}, fee {fmt.fee(fees)}"
     return fit("\n".join([head, *(f"• {rebalance_line(r)}" for r in rows)]))
 
 
@@ -119,15 +113,25 @@ def recovered(message: str) -> str:
     return fit(f"✅ {escape(message)}")
 
 
-def started(mode: str, sleep_seconds: int, workers: int) -> str:
+def mode(switches: Mode, now: float, zone: dt.tzinfo) -> str:
+    """`live`, `dry run, paused until 14:05`, `live, paused` (until /resume)."""
+    text = "dry run" if switches.dry_run else "live"
+    until = switches.paused_until
+    if until is not None and until > now:
+        far = until - now > FAR_SECONDS
+        text += ", paused" + ("" if far else f" until {clock(until, zone)}")
+    return text
+
+
+def started(event: DaemonStarted, now: float, zone: dt.tzinfo) -> str:
     return (
-        f"🚀 regolancer-orchestrator started: <b>{escape(mode)}</b>\n"
-        f"cycle every {ago(sleep_seconds)}, {workers} workers. /help for commands"
+        f"🚀 regolancer-orchestrator started: <b>{escape(event.mode.headline(now))}</b>\n"
+        f"cycle every {ago(event.sleep_seconds)}, {event.workers} workers. /help for commands"
     )
 
 
-def stopping(mode: str) -> str:
-    return f"🛑 regolancer-orchestrator stopping ({escape(mode)})"
+def stopping(event: DaemonStopping, now: float, zone: dt.tzinfo) -> str:
+    return f"🛑 regolancer-orchestrator stopping ({escape(event.mode.headline(now))})"
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -144,21 +148,11 @@ def help_text(dry_run_locked: bool) -> str:
     return "\n".join(lines)
 
 
-def status(
-    *,
-    mode: str,
-    now: float,
-    zone: dt.tzinfo,
-    last_cycle: tuple[float, float] | None,
-    next_cycle: float | None,
-    cycle_running: bool,
-    active: Sequence[ActiveRun],
-    today: Totals,
-    outcomes: Mapping[Outcome, int],
-    lndg_ok: bool | None,
-    lndg_error: str,
-) -> str:
-    lines = [f"<b>Mode</b>: {escape(mode)}"]
+def status(snapshot: Status, zone: dt.tzinfo) -> str:
+    """`/status`: mode, cycles, LNDg, the runs going on, today's totals."""
+    now, last_cycle, next_cycle = snapshot.now, snapshot.last_cycle, snapshot.next_cycle
+    active, today, outcomes = snapshot.active, snapshot.today, snapshot.outcomes
+    lines = [f"<b>Mode</b>: {escape(mode(snapshot.mode, now, zone))}"]
     if last_cycle:
         start, end = last_cycle
         lines.append(
@@ -166,20 +160,22 @@ def status(
         )
     else:
         lines.append("<b>Last cycle</b>: none yet")
-    if cycle_running:
+    if snapshot.cycle_running:
         lines.append("<b>Cycle</b>: running now")
     if next_cycle is not None:
         lines.append(f"<b>Next cycle</b>: {clock(next_cycle, zone)} (in {ago(next_cycle - now)})")
-    if lndg_ok is None:
+    if snapshot.lndg_ok is None:
         lines.append("<b>LNDg</b>: not asked yet")
+    elif snapshot.lndg_ok:
+        lines.append("<b>LNDg</b>: ok")
     else:
-        lines.append("<b>LNDg</b>: ok" if lndg_ok else f"<b>LNDg</b>: ⚠️ {escape(lndg_error)}")
+        lines.append(f"<b>LNDg</b>: ⚠️ {escape(snapshot.lndg_error)}")
     lines.append(f"<b>Running</b>: {len(active)}")
     for run in active:
         lines.append(f"• w{run.worker} {escape(run.pair.log_line())} ({ago(now - run.started_at)})")
     lines.append(
-        f"<b>Today</b>: {today.count} rebalances, {sats(today.amount_sat)} sat, "
-        f"fee {fee(today.fee_sat)} sat ({today.ppm} ppm)"
+        f"<b>Today</b>: {today.count} rebalances, {fmt.sats(today.amount_sat)}, "
+        f"fee {fmt.fee(today.fee_sat)} ({fmt.ppm(today.ppm)})"
     )
     if outcomes:
         counted = ", ".join(
@@ -271,6 +267,30 @@ def bad_argument(problem: str, example: str) -> str:
 
 # --- confirmations and failures ----------------------------------------------------------
 
+
+def refused(reason: str) -> str:
+    return escape(reason)
+
+
+def dry_run_switched(switches: Mode, now: float, zone: dt.tzinfo) -> str:
+    state = "ON" if switches.dry_run else "OFF"
+    return f"Dry run is {state}. Mode: {mode(switches, now, zone)}."
+
+
+def paused(switches: Mode, now: float, zone: dt.tzinfo) -> str:
+    return f"Paused. Mode: {mode(switches, now, zone)}. /resume to start runs again."
+
+
+def resumed(switches: Mode, now: float, zone: dt.tzinfo) -> str:
+    return f"Resumed. Mode: {mode(switches, now, zone)}."
+
+
+def not_paused(switches: Mode, now: float, zone: dt.tzinfo) -> str:
+    return f"Not paused ({mode(switches, now, zone)})."
+
+
+CYCLE_STARTED = "Cycle started; rebalances will appear here as they land."
+CYCLE_RUNNING = "A cycle is running now; /status shows its runs."
 CONFIRMATION_VOID = "This confirmation expired or is not valid; send the command again."
 CANCELLED = "Cancelled; nothing changed."
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.channel_ref import ChannelLookupError, ChannelRef, resolve_channel
 from core.events import (
     AlertCleared,
     AlertRaised,
@@ -33,9 +34,9 @@ from core.events import (
     RunStarted,
 )
 from core.history import Observation
-from core.models import Channel, Outcome, Pair, Rebalance, RunResult, short_id_to_chan_id
-from core.pairing import ChannelLookupError, resolve_channel
-from core.planner import PairView, Planner, PlannerConfig, count_pairs
+from core.models import Channel, Outcome, Pair, Rebalance, RunResult
+from core.pairing import PairView, count_pairs
+from core.planner import Planner, PlannerConfig
 from core.settings import Settings
 from core.state import StateStore
 from core.statfile import StatFileError, StatPosition, read_new_lines
@@ -94,6 +95,7 @@ class EngineStatus:
 
     last_cycle_started: float | None = None
     last_cycle_finished: float | None = None
+    last_cycle: tuple[float, float] | None = None  # (started, finished) of the last one
     last_cycle_pairs: int = 0
     last_cycle_runs: int = 0
     lndg_ok: bool | None = None
@@ -112,7 +114,6 @@ class Engine:
         runner: Runner,
         events: EventBus | None = None,
         *,
-        notify: bool = False,
         clock: Callable[[], float] = time.time,
         planner: Planner | None = None,
         pacing: Pacing | None = None,
@@ -123,7 +124,6 @@ class Engine:
         self._fetch_channels = fetch_channels
         self.runner = runner
         self.events = events or EventBus()
-        self.notify = notify
         self.clock = clock
         self.planner = planner or Planner(PlannerConfig.from_settings(settings))
         self.pacing = pacing or Pacing()
@@ -224,15 +224,13 @@ class Engine:
         done: list[str] = []
         for token in fresh:
             try:
-                if token.isdigit():
-                    chan_id, label = token, self._aliases.get(token, "")
-                elif token.lower().count("x") == 2 and token.replace("x", "").isdigit():
-                    chan_id = short_id_to_chan_id(token)
-                    label = self._aliases.get(chan_id, "")
+                ref = ChannelRef.parse(token)
+                if ref.chan_id is not None:  # an id applies even to a channel not seen yet
+                    chan_id, label = ref.chan_id, self._aliases.get(ref.chan_id, "")
                 else:
                     found = resolve_channel(token, channels)
                     chan_id, label = found.chan_id, found.alias
-            except (ChannelLookupError, ValueError) as exc:
+            except ChannelLookupError as exc:
                 log.warning("EXCLUDE_CHANNELS entry %r not applied: %s", token, exc)
                 continue
             self.store.exclude(chan_id, label, added_by="EXCLUDE_CHANNELS")
@@ -311,9 +309,9 @@ class Engine:
     ) -> CycleFinished:
         finished = self.clock()
         self.status.last_cycle_finished = finished
+        self.status.last_cycle = (started, finished)
         self.status.last_cycle_pairs = pairs
         self.status.last_cycle_runs = len(results)
-        self.store.put_value("last_cycle", f"{started}:{finished}")
         event = CycleFinished(
             started,
             finished,
@@ -566,7 +564,6 @@ class Engine:
                 added += self.store.record_stat_lines(
                     entries,
                     (batch.end.inode, batch.end.offset),
-                    notify=self.notify,
                     read_from=stored,
                 )
             if not batch.has_more:

@@ -1,10 +1,12 @@
-"""What the engine reports to whoever listens: the chat, or the log in headless mode.
+"""What the engine and the runtime report to whoever listens: the feed, the log, metrics.
 
-Plain values; the engine never knows how they are shown.
+Plain values; core never knows how they are shown. The ones the operator hears of
+(`Notice`) are also written to the durable feed (`core.feed`), which the face delivers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +60,78 @@ class AlertCleared:
     message: str
 
 
-Event = RebalancesRecorded | RunStarted | RunFinished | CycleFinished | AlertRaised | AlertCleared
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """The switches the operator sets: dry run, and a pause (None: not paused)."""
+
+    dry_run: bool
+    paused_until: float | None = None
+
+    def paused(self, now: float) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+    def headline(self, now: float) -> str:
+        """The mode in a word or two, as the log and the start-up message say it."""
+        return ("DRY RUN" if self.dry_run else "LIVE") + (", PAUSED" if self.paused(now) else "")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStarted:
+    mode: Mode
+    sleep_seconds: int
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStopping:
+    mode: Mode
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReady:
+    """A due daily report: its summary (`report_figures.format_summary`) and chart PNG."""
+
+    day: dt.date
+    summary: str
+    chart: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceLanded:
+    """One ledger row, as the feed hands it to the face (`RebalancesRecorded` in a batch)."""
+
+    rebalance: Rebalance
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A ready text, delivered as it is (the demo's banner; rows of versions before 2)."""
+
+    text: str
+
+
+# What the operator hears of, in the feed's order.
+Notice = (
+    RebalanceLanded
+    | AlertRaised
+    | AlertCleared
+    | ReportReady
+    | DaemonStarted
+    | DaemonStopping
+    | Text
+)
+
+Event = (
+    RebalancesRecorded
+    | RunStarted
+    | RunFinished
+    | CycleFinished
+    | AlertRaised
+    | AlertCleared
+    | ReportReady
+    | DaemonStarted
+    | DaemonStopping
+)
 Listener = Callable[[Event], None]
 
 

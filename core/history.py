@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.lndg import LndgRebalance, Payment
 from core.models import Channel, RunResult
+from core.node_records import LndgRebalance, Payment
 
 # LND's payment failure reasons as LNDg stores them (timeout, no route, error, incorrect
 # details, insufficient balance): the route failed. LNDg's own 400+ codes and 499

@@ -1,5 +1,8 @@
 """Read channels, payments and LNDg's own rebalances from LNDg's REST API (read-only).
 
+Only the HTTP side lives here; the rows it returns are pure types (core.models.Channel,
+core.node_records), so the logic that reads them never imports this adapter.
+
 The contract is /work/shared/contracts/lndg.md. Points that shape this module:
 
 - LNDg runs on SQLite and locks under load: one request at a time per client, a deadline on every
@@ -24,26 +27,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import ssl
 from collections.abc import Coroutine, Hashable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Annotated, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import httpx
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-)
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from core.models import Channel
+from core.node_records import (
+    PAYMENT_SUCCEEDED,
+    REBALANCE_SUCCEEDED,
+    LndgRebalance,
+    Payment,
+    as_utc,
+)
 from core.pairing import role_problem
 from core.settings import Settings
 
@@ -54,8 +55,6 @@ PAYMENTS_PATH = "/api/payments/"
 REBALANCER_PATH = "/api/rebalancer/"
 DEFAULT_PAGE_SIZE = 10_000
 DEFAULT_MAX_PAGES = 1_000
-PAYMENT_SUCCEEDED = 2
-REBALANCE_SUCCEEDED = 2
 _USER_AGENT = "regolancer-orchestrator"
 _MAX_DETAIL = 200
 # OpenSSL's words when the other end answers TLS with plain HTTP (versions differ).
@@ -103,77 +102,7 @@ class LndgServerError(LndgError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Rows
-
-
-def _as_utc(value: datetime) -> datetime:
-    # LNDg stores naive UTC (USE_TZ=False); make it explicit so no caller mistakes it for local.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-_CHAN_ID_LIST = re.compile(r"^\[\s*(?:['\"]?\d+['\"]?\s*(?:,\s*['\"]?\d+['\"]?\s*)*)?\]$")
-
-
-def _chan_id_list(value: object) -> object:
-    """LNDg keeps `outgoing_chan_ids` as the text of a Python list: `"[1, 2]"` or `"['1']"`."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not _CHAN_ID_LIST.match(text):
-            raise ValueError("should be a list of channel ids like [879609302301671425]")
-        return re.findall(r"\d+", text)
-    if isinstance(value, list):
-        return [str(item) for item in value]
-    return value
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-ChanIdList = Annotated[list[str], BeforeValidator(_chan_id_list)]
-
-
-class Payment(BaseModel):
-    """One payment LNDg recorded; `rebal_chan` set means it was a circular rebalance."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
-
-    payment_hash: str = Field(min_length=1)
-    creation_date: UtcDatetime
-    value: float = Field(ge=0, allow_inf_nan=False)
-    fee: float = Field(ge=0, allow_inf_nan=False)
-    status: int = PAYMENT_SUCCEEDED
-    chan_out: str | None = None
-    chan_out_alias: str | None = None
-    rebal_chan: str | None = None
-
-    @property
-    def is_rebalance(self) -> bool:
-        """True when the payment went back to one of our channels (any tool's rebalance)."""
-        return self.rebal_chan is not None
-
-
-class LndgRebalance(BaseModel):
-    """One rebalance attempt made by LNDg's own rebalancer."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
-
-    id: int
-    requested: UtcDatetime | None = None
-    start: UtcDatetime | None = None
-    stop: UtcDatetime | None = None
-    value: int = Field(ge=0)
-    fee_limit: float | None = Field(default=None, allow_inf_nan=False)
-    fees_paid: float | None = Field(default=None, allow_inf_nan=False)
-    payment_hash: str | None = None
-    outgoing_chan_ids: ChanIdList = Field(default_factory=list)
-    last_hop_pubkey: str | None = None
-    target_alias: str | None = None
-    status: int
-
-    @property
-    def succeeded(self) -> bool:
-        """LNDg status 2 is a successful rebalance."""
-        return self.status == REBALANCE_SUCCEEDED
+# Results
 
 
 T = TypeVar("T")
@@ -458,7 +387,7 @@ class LndgClient:
         rows = await self._fetch_all(REBALANCER_PATH, params)
         rebalances = self._parse(rows, LndgRebalance, "rebalance", "id")
         if stop_until is not None:
-            until = _as_utc(stop_until)
+            until = as_utc(stop_until)
             kept = [r for r in rebalances if r.stop is not None and r.stop <= until]
             rebalances = Fetched(kept, rebalances.skipped)
         rebalances.sort(key=lambda r: r.stop or datetime.min.replace(tzinfo=UTC))

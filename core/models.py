@@ -109,6 +109,9 @@ class Outcome(enum.StrEnum):
 
     SUCCESS = "success"
     NO_ROUTE = "no_route"
+    # regolancer refused the pair by its own live balances, fresher than our snapshot
+    # ("no channelpairs available"): no route was tried, and the pair no longer qualifies.
+    NOT_QUALIFIED = "not_qualified"
     REBALANCE_TIMEOUT = "rebalance_timeout"
     ROUTE_TIMEOUT = "route_timeout"
     LND_ERROR = "lnd_error"
@@ -127,7 +130,13 @@ class Outcome(enum.StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        return self not in (Outcome.SUCCESS, Outcome.DRY_RUN, Outcome.STOPPED)
+        """An attempt that moved nothing (a pair that no longer qualified was not attempted)."""
+        return self not in (
+            Outcome.SUCCESS,
+            Outcome.DRY_RUN,
+            Outcome.STOPPED,
+            Outcome.NOT_QUALIFIED,
+        )
 
     @property
     def says_nothing_of_route(self) -> bool:
@@ -144,13 +153,11 @@ _NEUTRAL_OUTCOMES = frozenset(
         Outcome.START_FAILED,
     }
 )
-# regolancer's answer when, by its own live balances, the pair no longer qualifies.
-NOT_QUALIFIED_MARKER = "no channelpairs available"
-
 
 _OUTCOME_TEXT = {
     Outcome.SUCCESS: "success",
     Outcome.NO_ROUTE: "no route",
+    Outcome.NOT_QUALIFIED: "pair no longer qualifies",
     Outcome.REBALANCE_TIMEOUT: "rebalance timed out",
     Outcome.ROUTE_TIMEOUT: "route search timed out",
     Outcome.LND_ERROR: "LND or config error",
@@ -183,15 +190,10 @@ class RunResult:
     def failed_on_route(self) -> bool:
         """Whether the run failed on its route: what backs a pair off and counts against it.
 
-        Not a success, not an outcome that says nothing of the route, and not regolancer
-        refusing the pair because its live balances were fresher than our snapshot (then no
-        route was tried).
+        Not a success, not an outcome that says nothing of the route, and not a pair that
+        no longer qualified (then no route was tried).
         """
-        return (
-            self.outcome != Outcome.SUCCESS
-            and not self.outcome.says_nothing_of_route
-            and NOT_QUALIFIED_MARKER not in self.last_line.lower()
-        )
+        return self.outcome.is_failure and not self.outcome.says_nothing_of_route
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ source: LNDg does NOT auto-rebalance it and its local % is above its `ar_out_tar
 target: LNDg DOES auto-rebalance it and its local % is below `100 - ar_in_target`.
 Percentages are LNDg's: integer division, pending outbound HTLCs counted as local.
 
+A source and a target with the same remote peer never make a pair (`same_peer`).
+
 LNDg stores any integer in these targets. A channel whose role field is outside 0..100 takes
 no role until the operator fixes it in LNDg: the rule cannot say what such a value means,
 and a guess would move real sats.
@@ -11,9 +13,10 @@ and a guess would move real sats.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import overload
 
-from core.models import Channel, Pair, short_id_to_chan_id
+from core.models import Channel, Pair
 
 
 def is_usable(channel: Channel, excluded: Collection[str] = ()) -> bool:
@@ -89,9 +92,23 @@ def targets(channels: Iterable[Channel], excluded: Collection[str] = ()) -> list
     return sorted(found, key=lambda c: (c.local_pct, c.effective_local, c.chan_id))
 
 
+def _peer(channel: Channel) -> str:
+    # The same-peer rule's key: `count_pairs` and `PairView` group by it to agree with it.
+    return channel.remote_pubkey
+
+
+def same_peer(one: Channel, other: Channel) -> bool:
+    """True when both channels go to one peer: such a source and target never make a pair.
+
+    A circle out through a peer and back in through the same peer moves nothing between
+    peers. A channel has one peer, so it never pairs with itself either.
+    """
+    return _peer(one) == _peer(other)
+
+
 def make_pair(source: Channel, target: Channel) -> Pair | None:
     """The pair with regolancer's bounds, or None where the rule forbids it."""
-    if source.chan_id == target.chan_id or source.remote_pubkey == target.remote_pubkey:
+    if same_peer(source, target):
         return None
     if not (_is_pct(source.ar_out_target) and _is_pct(target.ar_in_target)):
         return None  # pfrom/pto would be outside regolancer's 0..100
@@ -116,38 +133,82 @@ def build_pairs(channels: Iterable[Channel], excluded: Collection[str] = ()) -> 
     return pairs
 
 
-class ChannelLookupError(LookupError):
-    """A chat or CLI argument names no channel, or more than one."""
+def count_pairs(channels: Iterable[Channel], excluded: Collection[str] = ()) -> int:
+    """How many pairs the rule gives (`len(build_pairs(...))`), in O(n) without sorting."""
+    source_peers: dict[str, int] = {}
+    target_peers: list[str] = []
+    for channel in channels:
+        if not is_usable(channel, excluded):
+            continue
+        if is_source(channel):
+            source_peers[_peer(channel)] = source_peers.get(_peer(channel), 0) + 1
+        elif is_target(channel):
+            target_peers.append(_peer(channel))
+    total = sum(source_peers.values())
+    return sum(total - source_peers.get(peer, 0) for peer in target_peers)
 
 
-def resolve_channel(query: str, channels: Iterable[Channel]) -> Channel:
-    """Find the one channel named by chan_id, short id (`800000x1234x1`) or alias.
+class PairView(Sequence[Pair]):
+    """Every pair the rule gives, in `build_pairs` order, made only when looked at.
 
-    An alias shared by several channels is an error listing them, so the operator can
-    repeat the command with an unambiguous id.
+    /pairs pages through the cross product; on a 1,500-channel node that is hundreds of
+    thousands of pairs, so they are counted in O(n) and built one page at a time.
     """
-    text = query.strip()
-    if not text:
-        raise ChannelLookupError("name a channel by chan_id, short id (800000x1234x1) or alias")
-    channels = list(channels)
-    wanted_id = text if text.isdigit() else None
-    if wanted_id is None and text.lower().count("x") == 2:
-        try:
-            wanted_id = short_id_to_chan_id(text)
-        except ValueError:
-            wanted_id = None
-    if wanted_id is not None:
-        for channel in channels:
-            if channel.chan_id == wanted_id:
-                return channel
-        raise ChannelLookupError(f"no open channel with id {text}")
-    matches = [c for c in channels if c.alias == text]
-    if not matches:
-        folded = text.casefold()
-        matches = [c for c in channels if c.alias.casefold() == folded]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise ChannelLookupError(f"no open channel with alias {text!r}")
-    listed = ", ".join(f"{c.chan_id} ({c.short_chan_id})" for c in matches)
-    raise ChannelLookupError(f"alias {text!r} matches {len(matches)} channels: {listed}; use an id")
+
+    def __init__(self, channels: Iterable[Channel], excluded: Collection[str] = ()) -> None:
+        channels = list(channels)
+        self._sources = sources(channels, excluded)
+        self._targets = targets(channels, excluded)
+        by_peer: dict[str, list[int]] = {}
+        for index, source in enumerate(self._sources):
+            by_peer.setdefault(_peer(source), []).append(index)
+        # Per target, the source positions the rule forbids (same peer), and running offsets.
+        self._skips = [by_peer.get(_peer(t), []) for t in self._targets]
+        self._offsets = [0]
+        for skips in self._skips:
+            self._offsets.append(self._offsets[-1] + len(self._sources) - len(skips))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> Pair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Pair]: ...
+
+    def __getitem__(self, index: int | slice) -> Pair | list[Pair]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("pair index out of range")
+        return self._at(index)
+
+    def __iter__(self) -> Iterator[Pair]:
+        for target, skips in zip(self._targets, self._skips, strict=True):
+            for position, source in enumerate(self._sources):
+                if position not in skips:
+                    yield _pair(source, target)
+
+    def _at(self, index: int) -> Pair:
+        # Binary search for the target, then step over its forbidden sources (rarely any).
+        low, high = 0, len(self._targets) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._offsets[middle] <= index:
+                low = middle
+            else:
+                high = middle - 1
+        position = index - self._offsets[low]
+        for skipped in self._skips[low]:
+            if skipped <= position:
+                position += 1
+        return _pair(self._sources[position], self._targets[low])
+
+
+def _pair(source: Channel, target: Channel) -> Pair:
+    pair = make_pair(source, target)
+    assert pair is not None  # PairView skipped every forbidden combination
+    return pair

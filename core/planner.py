@@ -33,24 +33,20 @@ fresh start does not have to find the working routes again by failing on the oth
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, overload
 
+from core.history import Observation
 from core.models import Channel, Outcome, Pair, RunResult
-from core.pairing import is_source, is_target, is_usable, make_pair, sources, targets
+from core.pairing import make_pair, same_peer, sources, targets
 from core.settings import Settings
-
-if TYPE_CHECKING:  # the planner stays free of the LNDg client that core.history reads
-    from core.history import Observation
 
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
     """The planner's knobs; `from_settings` maps the first six to environment variables.
 
-    The switches after them exist for the simulation (`bench/simulate.py`), which measures
-    what each part of the policy is worth; the defaults are the daemon's policy.
+    The rest are tuning constants of the policy.
     """
 
     backoff_seconds: float = 1800.0
@@ -68,10 +64,6 @@ class PlannerConfig:
     record_decay: float = 0.95
     # A target whose record is below this (e.g. 3 failures, no success) waits at the back.
     poor_record: float = 0.25
-    follow_plan: bool = True
-    prefer_proven: bool = True
-    rank_sources: bool = True
-    demote_targets: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerConfig:
@@ -85,6 +77,20 @@ class PlannerConfig:
             retry_when_idle=settings.retry_when_idle,
             retry_after_seconds=settings.sleep_seconds,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySwitches:
+    """Which parts of the policy are on: all of them, always, in the daemon.
+
+    Not configuration: the simulation (`bench/`) turns parts off one at a time to measure
+    what each is worth.
+    """
+
+    follow_plan: bool = True  # a target's first run of the round takes the plan's source
+    prefer_proven: bool = True  # the source of a target's last success comes first
+    rank_sources: bool = True  # sources by their record, equal records by surplus
+    demote_targets: bool = True  # a target with a poor record waits at the back
 
 
 @dataclass(slots=True)
@@ -122,8 +128,11 @@ class _TargetRound:
 class Planner:
     """Plans runs from channel snapshots; remembers backoffs, records, roles and the round."""
 
-    def __init__(self, config: PlannerConfig | None = None) -> None:
+    def __init__(
+        self, config: PlannerConfig | None = None, switches: PolicySwitches | None = None
+    ) -> None:
         self.config = config or PlannerConfig()
+        self.switches = switches or PolicySwitches()
         # Backoffs by target, then source (an idle worker looks up a target's waiting pairs).
         self._backoff: dict[str, dict[str, Backoff]] = {}
         self._records: dict[str, Record] = {}
@@ -254,9 +263,9 @@ class Planner:
         found_sources = [s for s in sources(allowed, excluded) if not recent.get(s.chan_id, False)]
         found_targets = [t for t in targets(allowed, excluded) if recent.get(t.chan_id, True)]
         # Both lists are sorted already (surplus, depletion); these sorts are stable.
-        if self.config.rank_sources and self._records:
+        if self.switches.rank_sources and self._records:
             found_sources.sort(key=lambda c: -self.record(c.chan_id).score)
-        if self.config.demote_targets and self._records:
+        if self.switches.demote_targets and self._records:
             poor = self.config.poor_record
             found_targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
         return found_sources, found_targets
@@ -400,7 +409,7 @@ class Planner:
         state = self._round.get(target.chan_id)
         if state is not None and state.succeeded_at is not None:
             return None  # wait until LNDg shows what the success moved
-        planned = self._planned.get(target.chan_id) if self.config.follow_plan else None
+        planned = self._planned.get(target.chan_id) if self.switches.follow_plan else None
         if planned is not None:
             source = by_id.get(planned)
             if source is not None and self._acceptable(source, target, now):
@@ -413,7 +422,7 @@ class Planner:
 
     def _proven_pair(self, target: Channel, by_id: dict[str, Channel], now: float) -> Pair | None:
         """The target's last successful pair, if its source is still an acceptable source."""
-        if not self.config.prefer_proven:
+        if not self.switches.prefer_proven:
             return None
         source = by_id.get(self._proven.get(target.chan_id, ""))
         if source is None or not self._acceptable(source, target, now):
@@ -439,87 +448,6 @@ class Planner:
         return None
 
     def _acceptable(self, source: Channel, target: Channel, now: float) -> bool:
-        if source.remote_pubkey == target.remote_pubkey or source.chan_id == target.chan_id:
+        if same_peer(source, target):
             return False
         return self.backoff((source.chan_id, target.chan_id), now) is None
-
-
-def count_pairs(channels: Iterable[Channel], excluded: Collection[str] = ()) -> int:
-    """How many pairs the rule gives (`len(build_pairs(...))`), in O(n) without sorting."""
-    source_peers: dict[str, int] = {}
-    target_peers: list[str] = []
-    for channel in channels:
-        if not is_usable(channel, excluded):
-            continue
-        if is_source(channel):
-            source_peers[channel.remote_pubkey] = source_peers.get(channel.remote_pubkey, 0) + 1
-        elif is_target(channel):
-            target_peers.append(channel.remote_pubkey)
-    total = sum(source_peers.values())
-    return sum(total - source_peers.get(peer, 0) for peer in target_peers)
-
-
-class PairView(Sequence[Pair]):
-    """Every pair the rule gives, in `build_pairs` order, made only when looked at.
-
-    /pairs pages through the cross product; on a 1,500-channel node that is hundreds of
-    thousands of pairs, so they are counted in O(n) and built one page at a time.
-    """
-
-    def __init__(self, channels: Iterable[Channel], excluded: Collection[str] = ()) -> None:
-        channels = list(channels)
-        self._sources = sources(channels, excluded)
-        self._targets = targets(channels, excluded)
-        by_peer: dict[str, list[int]] = {}
-        for index, source in enumerate(self._sources):
-            by_peer.setdefault(source.remote_pubkey, []).append(index)
-        # Per target, the source positions the rule forbids (same peer), and running offsets.
-        self._skips = [by_peer.get(t.remote_pubkey, []) for t in self._targets]
-        self._offsets = [0]
-        for skips in self._skips:
-            self._offsets.append(self._offsets[-1] + len(self._sources) - len(skips))
-
-    def __len__(self) -> int:
-        return self._offsets[-1]
-
-    @overload
-    def __getitem__(self, index: int) -> Pair: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Pair]: ...
-
-    def __getitem__(self, index: int | slice) -> Pair | list[Pair]:
-        if isinstance(index, slice):
-            return [self._at(i) for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("pair index out of range")
-        return self._at(index)
-
-    def __iter__(self) -> Iterator[Pair]:
-        for target, skips in zip(self._targets, self._skips, strict=True):
-            for position, source in enumerate(self._sources):
-                if position not in skips:
-                    yield _pair(source, target)
-
-    def _at(self, index: int) -> Pair:
-        # Binary search for the target, then step over its forbidden sources (rarely any).
-        low, high = 0, len(self._targets) - 1
-        while low < high:
-            middle = (low + high + 1) // 2
-            if self._offsets[middle] <= index:
-                low = middle
-            else:
-                high = middle - 1
-        position = index - self._offsets[low]
-        for skipped in self._skips[low]:
-            if skipped <= position:
-                position += 1
-        return _pair(self._sources[position], self._targets[low])
-
-
-def _pair(source: Channel, target: Channel) -> Pair:
-    pair = make_pair(source, target)
-    assert pair is not None  # PairView skipped every forbidden combination
-    return pair

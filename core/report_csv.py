@@ -17,7 +17,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from core.report import DayReport, Share
+from core.report_figures import DayReport, Share
 
 logger = logging.getLogger(__name__)
 

@@ -59,7 +59,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Go stack-trace noise: function frames like `main.main()` or `main.(*r).pay(0xc0, ...)`.
 _GO_FRAME = re.compile(r"^[\w./*()\-\[\]]+\(.*\)$")
 
-_NO_ROUTE_MARKERS = ("no routes", "no channelpairs available")
+_NO_ROUTE_MARKER = "no routes"
+# regolancer's answer when, by its own live balances, the pair no longer qualifies.
+_NOT_QUALIFIED_MARKER = "no channelpairs available"
 _ROUTE_TIMEOUT_MARKER = "timed out looking for a route"
 _REBALANCE_TIMEOUT_MARKER = "rebalancing timed out"
 
@@ -116,7 +118,9 @@ def classify(
     if exit_code == 1:
         # The last marker wins: earlier lines may mention recovered problems.
         for text in reversed(texts):
-            if any(marker in text for marker in _NO_ROUTE_MARKERS):
+            if _NOT_QUALIFIED_MARKER in text:
+                return Outcome.NOT_QUALIFIED
+            if _NO_ROUTE_MARKER in text:
                 return Outcome.NO_ROUTE
             if _ROUTE_TIMEOUT_MARKER in text:
                 return Outcome.ROUTE_TIMEOUT

@@ -64,6 +64,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox (sent_at, id);
     CREATE TABLE reports (day TEXT PRIMARY KEY, sent_at REAL NOT NULL);
     """,
+    # v2: regolancer's "no channelpairs available" has its own outcome (it was a no route).
+    """
+    UPDATE runs SET outcome = 'not_qualified'
+    WHERE outcome = 'no_route' AND lower(last_line) LIKE '%no channelpairs available%';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -269,14 +274,14 @@ class StateStore:
         entries: Sequence[tuple[StatLine, str, str]],
         position: tuple[int, int],
         *,
-        notify: bool,
         read_from: tuple[int, int] | None = None,
     ) -> list[Rebalance]:
-        """Ledger rows for new stat lines, their outbox messages and the new CSV position.
+        """Ledger rows for new stat lines, their feed rows and the new CSV position.
 
         One transaction: after a crash either all of it happened or none, so every line
-        becomes exactly one ledger row and one message. `read_from` is the position the
-        lines were read from; if another process moved it meanwhile, nothing is recorded.
+        becomes exactly one ledger row and one feed row (see core.feed). `read_from` is the
+        position the lines were read from; if another process moved it meanwhile, nothing is
+        recorded.
         """
         now = time.time()
         added: list[Rebalance] = []
@@ -300,8 +305,7 @@ class StateStore:
                 )
                 rebalance_id = int(cursor.lastrowid or 0)
                 added.append(Rebalance(rebalance_id, line, from_alias, to_alias))
-                if notify:
-                    self._enqueue(db, "rebalance", {"ledger_id": rebalance_id}, now)
+                self._enqueue(db, "rebalance", {"ledger_id": rebalance_id}, now)
             self._put(db, "stat_position", json.dumps(list(position)))
         return added
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_REGOLANCER = REPO / "bot" / "demo" / "regolancer.py"
+FAKE_REGOLANCER = REPO / "sim" / "regolancer.py"
 TEMPLATE = REPO / "config.template.json"
 
 

@@ -18,6 +18,8 @@ from bot.arguments import (
     parse_report_period,
 )
 from bot.auth import is_authorised
+from core.control import Status
+from core.events import Mode
 from core.models import Outcome, Rebalance, StatLine
 from core.pairing import build_pairs
 from core.state import Totals
@@ -96,19 +98,19 @@ def test_pairs_pages() -> None:
 
 
 def test_status_lists_runs_and_totals() -> None:
-    text = render.status(
-        mode="live",
+    snapshot = Status(
         now=1_000_000.0,
-        zone=dt.UTC,
+        mode=Mode(dry_run=False),
         last_cycle=(999_000.0, 999_100.0),
         next_cycle=1_000_200.0,
         cycle_running=False,
-        active=[],
+        active=(),
         today=Totals(3, 150_000, 37.5),
         outcomes={Outcome.SUCCESS: 3, Outcome.NO_ROUTE: 5},
         lndg_ok=False,
         lndg_error="credentials rejected",
     )
+    text = render.status(snapshot, dt.UTC)
     assert "<b>Mode</b>: live" in text
     assert "(15m ago, 1m)" in text
     assert "(in 3m)" in text

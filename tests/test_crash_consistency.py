@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row
+from sim.lndg import FakeLndg, channel_row
+from sim.telegram import Call, FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
-from tests.fakes.telegram import Call, FakeTelegram
 
 CHAT = 4242
 TOKEN = "123456:crash-consistency-token"

@@ -6,10 +6,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from core.daemon import DailyReports
 from core.events import AlertCleared, AlertRaised
 from core.lndg import LndgUnreachable
-from core.reporting import ReportUnavailable
+from core.report_delivery import ReportUnavailable
+from core.runtime import DailyReports
 from tests.test_engine import Node, ScriptedRunner, make_engine
 
 

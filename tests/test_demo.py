@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from sim.telegram import FakeTelegram
 from tests.daemon_process import REPO, processes_mentioning, wait_until
-from tests.fakes.telegram import FakeTelegram
 
 BANNER = "SIMULATION — no real node, no real payments"
 PAIR_LINE = re.compile(r"SRC .+ \(LOCAL \d+%\) -> TGT .+ \(LOCAL \d+%\)")
 REBALANCED = re.compile(r"rebalanced (\d+) sat .+ -> .+, fee")
 STATUS_MOVED = re.compile(rf"{BANNER} \| .*this daemon moved ([\d,]+) sats in (\d+) rebalances")
-REPORT_COUNT = re.compile(r"^rebalances by this daemon: (\d+), ([\d,]+) sats", re.MULTILINE)
+REPORT_COUNT = re.compile(r"^rebalances by this daemon: (\d+), ([\d,]+) sat\b", re.MULTILINE)
 TOKEN = "123456:demo-test-token"
 CHAT = 4242
 
@@ -130,7 +130,7 @@ def test_ctrl_c_stops_the_demo_cleanly_with_the_report(tmp_path: Path) -> None:
     out = demo.output
     assert code == 0, out[-3000:]
     assert seconds < 10
-    assert "core.daemon: stopped" in out
+    assert "core.runtime: stopped" in out
     report = out[out.rindex(f"{BANNER}: report") :]
     assert _report_totals(report)[0] >= 1
     assert demo.leftover_processes() == []

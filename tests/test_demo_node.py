@@ -1,4 +1,4 @@
-"""The demo's simulated node: its week of LNDg history and its routes' reach.
+"""The demo's simulated node: its week of LNDg history and how often its pairs succeed.
 
 In process, but at the real boundary: the history is served by the loopback LNDg and read by
 the daemon's own client and history loader, as the demo's daemon reads it at its first cycle.
@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.demo.lndg import FakeLndg
-from bot.demo.node import HISTORY_ATTEMPTS, Simulation, build_channels
 from core.daemon import history_loader
 from core.lndg import LndgClient
 from core.pairing import build_pairs, is_usable
 from core.settings import load_settings
 from core.state import StateStore
+from sim.lndg import FakeLndg
+from sim.nodes import demo_rows
+from sim.simulation import HISTORY_ATTEMPTS, Simulation
 
 # 13 h ahead of UTC in December: its midnight is far from UTC midnight
 AUCKLAND = ZoneInfo("Pacific/Auckland")
@@ -30,7 +31,7 @@ def simulation(fake: FakeLndg, tmp_path: Path) -> Simulation:
 
 async def test_the_week_before_the_demo_is_what_the_daemon_learns_from(tmp_path: Path) -> None:
     now = datetime(2026, 12, 6, 23, 20, tzinfo=AUCKLAND)  # late: most of today is behind
-    with FakeLndg(channels=build_channels(1), payments=[], rebalancer=[], password="pw") as fake:
+    with FakeLndg(channels=demo_rows(1), payments=[], rebalancer=[], password="pw") as fake:
         sim = simulation(fake, tmp_path)
         attempts, paid = sim.seed_history(now)
         settings = load_settings(
@@ -75,11 +76,11 @@ async def test_the_week_before_the_demo_is_what_the_daemon_learns_from(tmp_path:
 
 
 def test_a_pair_succeeds_as_often_as_its_reach_says(tmp_path: Path) -> None:
-    with FakeLndg(channels=build_channels(1), payments=[], rebalancer=[]) as fake:
+    with FakeLndg(channels=demo_rows(1), payments=[], rebalancer=[]) as fake:
         sim = simulation(fake, tmp_path)
         pairs = build_pairs(sim.channels())
         odds = {
-            f"{int(p.source.chan_id)}>{int(p.target.chan_id)}": sim.route_odds(
+            f"{int(p.source.chan_id)}>{int(p.target.chan_id)}": sim.node.odds(
                 p.source.chan_id, p.target.chan_id
             )
             for p in pairs

@@ -433,13 +433,13 @@ def test_dockerfile_install_steps_work_in_a_clean_virtualenv(tmp_path: Path) -> 
     image.replay(DOCKER)
     assert [c[:2] for c in image.ran] == [["pip", "wheel"], ["pip", "install"]], image.ran
 
-    # One wheel, of exactly the two packages.
+    # One wheel, of exactly the three packages (`sim` for the demo).
     (wheel,) = (image.fs / "wheels").glob("*.whl")
     assert wheel.name.startswith("regolancer_orchestrator-")
     with zipfile.ZipFile(wheel) as archive:
         tops = {name.split("/")[0] for name in archive.namelist()}
         assert not [n for n in archive.namelist() if n.endswith(".pyc")]
-    assert {t for t in tops if not t.endswith(".dist-info")} == {"core", "bot"}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"core", "bot", "sim"}
 
     # The final stage's ENV, with its absolute paths inside `fs`; the bin dir stands for PATH.
     bin_dir = image.venv / "bin"

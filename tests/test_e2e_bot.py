@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row
+from sim.lndg import FakeLndg, channel_row
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node, bot_node, running, wait_until
-from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242
 OPERATOR = 4242
@@ -150,7 +150,7 @@ def test_every_command_answers(node: Node, telegram: FakeTelegram) -> None:
         history = ask(telegram, "/history 2", "Last 2 rebalances")["text"]
         assert history.count("50,000 sat") == 2
         report = ask(telegram, "/report", "Rebalancing on")["text"]
-        assert re.search(r"This daemon: [4-9] · [0-9,]+ sats", report)
+        assert re.search(r"This daemon: [4-9] · [0-9,]+ sat ", report)
         assert "not found in LNDg's payments; counted anyway" in report
         week = ask(telegram, "/report 7d", "7 days")["text"]
         assert re.search(r"This daemon: [4-9] ", week)

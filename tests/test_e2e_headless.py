@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row, payment_row
+from sim.lndg import FakeLndg, channel_row, payment_row
 from tests.daemon_process import Node, busy_overlaps, run_cli, running, wait_until
 
 SOURCES = ["800000x1x0", "800000x2x0", "800000x3x0"]
@@ -242,11 +242,11 @@ def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Rebalancing on Tue 2026-11-24 (UTC)",
-        "Node: 3 · 100,000 sats · 19.7 sats fees (197 ppm)",
-        "This daemon: 1 · 50,000 sats · 12.5 sats fees (250 ppm) — share 33.3% of rebalances, "
+        "Node: 3 · 100,000 sat · 19.7 sat fees (197 ppm)",
+        "This daemon: 1 · 50,000 sat · 12.5 sat fees (250 ppm) — share 33.3% of rebalances, "
         "50.0% of sats",
-        "LNDg: 1 · 30,000 sats · 3.2 sats fees (106 ppm)",
-        "Other tools: 1 · 20,000 sats · 4 sats fees (200 ppm)",
+        "LNDg: 1 · 30,000 sat · 3.2 sat fees (106 ppm)",
+        "Other tools: 1 · 20,000 sat · 4 sat fees (200 ppm)",
         "Runs: none",
     ]
     # in Berlin (UTC+1) the other tool's 23:30 UTC payment falls on the 25th

@@ -6,8 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from core.engine import Engine, Pacing
 from core.events import (
     AlertCleared,
@@ -245,13 +243,13 @@ async def test_poll_ledger_records_each_line_once_with_aliases(tmp_path: Path) -
     assert [len(e.rebalances) for e in recorded] == [1, 1]
 
 
-@pytest.mark.parametrize("notify", [True, False])
-async def test_ledger_rows_queue_messages_only_when_notifying(tmp_path: Path, notify: bool) -> None:
+async def test_every_ledger_row_is_queued_in_the_feed(tmp_path: Path) -> None:
     engine, _ = make_engine(tmp_path, Node([]), ScriptedRunner())
-    engine.notify = notify
     engine.settings.stat_path.write_text("1764021421,3,11,50000000,12500\n")
-    engine.poll_ledger()
-    assert len(engine.store.pending_messages()) == (1 if notify else 0)
+    (added,) = engine.poll_ledger()
+    assert [(m.kind, m.payload) for m in engine.store.pending_messages()] == [
+        ("rebalance", {"ledger_id": added.id})
+    ]
 
 
 def moving_node(channels: list[Channel], runner: ScriptedRunner, amount: int = 50_000) -> Node:

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.demo.lndg import (
+from core.models import Channel
+from sim.lndg import (
     FakeLndg,
     RecordedRequest,
     channel_row,
@@ -22,9 +23,8 @@ from bot.demo.lndg import (
     sample_payments,
     sample_rebalances,
 )
-from core.models import Channel
 
-SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "demo" / "samples" / "lndg"
+SAMPLES = Path(__file__).resolve().parents[1] / "sim" / "samples" / "lndg"
 AUTH = ("lndg-admin", "secret")
 
 

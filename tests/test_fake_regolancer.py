@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-FAKE = Path(__file__).resolve().parents[1] / "bot" / "demo" / "regolancer.py"
+FAKE = Path(__file__).resolve().parents[1] / "sim" / "regolancer.py"
 PREFIX = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ")
 HEADER = "timestamp,from_channel,to_channel,amount_msat,fees_msat"
 
@@ -80,7 +80,7 @@ def stat_lines(path: Path) -> list[str]:
 
 
 def test_is_a_standalone_executable():
-    assert os.access(FAKE, os.X_OK), "chmod +x bot/demo/regolancer.py"
+    assert os.access(FAKE, os.X_OK), "chmod +x sim/regolancer.py"
     source = FAKE.read_text()
     assert source.startswith("#!/usr/bin/env python3\n")
     assert not re.search(r"^\s*(from|import)\s+(core|tests|bot)\b", source, re.M)
@@ -209,6 +209,7 @@ def test_info_pays_nothing(fake):
 @pytest.mark.parametrize(
     ("outcome", "code", "needle"),
     [
+        ("not_qualified", 1, "no channelpairs available"),
         ("no_route", 1, "Error during picking channel: no routes"),
         ("route_timeout", 1, "Timed out looking for a route"),
         ("rebalance_timeout", 2, "Rebalancing timed out"),

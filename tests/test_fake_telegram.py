@@ -29,7 +29,7 @@ from telegram.error import (
 )
 from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
-from tests.fakes.telegram import FakeTelegram
+from sim.telegram import FakeTelegram
 
 TOKEN = "123456789:AAFakeTokenForTheTestSuiteOnly-0123456"
 CHAT = 4242
@@ -467,7 +467,7 @@ async def test_application_answers_ping(fake: FakeTelegram) -> None:
 def test_runs_as_a_process(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.telegram", "--token", TOKEN, "--ready-file", ready],
+        [sys.executable, "-m", "sim.telegram", "--token", TOKEN, "--ready-file", ready],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, payment_row, rebalance_row
 from core.daemon import history_loader
 from core.engine import Engine
 from core.history import Observation, from_lndg_failures, from_payments, from_runs
-from core.lndg import LndgClient, LndgRebalance, LndgUnreachable, Payment
+from core.lndg import LndgClient, LndgUnreachable
 from core.models import Channel, Outcome, RunResult
+from core.node_records import LndgRebalance, Payment
 from core.settings import load_settings
 from core.state import StateStore
+from sim.lndg import FakeLndg, payment_row, rebalance_row
 from tests.test_engine import Node, ScriptedRunner, star_node
 from tests.test_pairing import channel
 
@@ -73,7 +74,7 @@ def test_our_runs_count_route_failures_only_as_the_planner_does() -> None:
         run(Outcome.REBALANCE_TIMEOUT, "Rebalancing timed out", 2.0),
         run(Outcome.KILLED, "", 3.0),
         run(Outcome.CRASHED, "panic: runtime error", 4.0),
-        run(Outcome.NO_ROUTE, "no channelpairs available"),  # stale balances: no route tried
+        run(Outcome.NOT_QUALIFIED, "no channelpairs available"),  # stale balances: no route tried
         run(Outcome.SUCCESS),  # counted from LNDg's payments
         run(Outcome.STOPPED),
         run(Outcome.DRY_RUN),

@@ -21,7 +21,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.demo.lndg import FakeLndg, channel_row, payment_row, rebalance_row
 from core.lndg import (
     LndgAuthError,
     LndgClient,
@@ -32,6 +31,7 @@ from core.lndg import (
     LndgUnreachable,
 )
 from core.settings import Settings
+from sim.lndg import FakeLndg, channel_row, payment_row, rebalance_row
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "secret"
@@ -598,7 +598,7 @@ async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "bot.demo.lndg",
+            "sim.lndg",
             "--channels",
             str(rows),
             "--password",

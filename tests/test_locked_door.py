@@ -24,9 +24,9 @@ from telegram import Update
 from telegram.ext import ApplicationBuilder, TypeHandler
 
 from bot.auth import make_guard
-from bot.demo.lndg import FakeLndg
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import REPO, TEMPLATE, Daemon, Node, wait_until
-from tests.fakes.telegram import FakeTelegram
 
 CHAT = -1001234567890  # a group: the operator and maybe others in it
 OPERATOR = 4242
@@ -236,7 +236,7 @@ def test_no_secret_leaks_configs_are_private_and_no_shell_is_used(
     tricky = tmp_path / "bin; touch INJECTED"
     tricky.mkdir()
     binary = tricky / "regolancer"
-    binary.symlink_to(REPO / "bot" / "demo" / "regolancer.py")
+    binary.symlink_to(REPO / "sim" / "regolancer.py")
     with FakeLndg(password=LNDG_PASSWORD) as lndg:
         node = Node(
             tmp_path,

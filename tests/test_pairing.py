@@ -9,21 +9,22 @@ from typing import Any
 
 import pytest
 
+from core.channel_ref import ChannelLookupError, resolve_channel
 from core.models import Channel, chan_id_to_short_id, short_id_to_chan_id
 from core.pairing import (
-    ChannelLookupError,
+    PairView,
     build_pairs,
+    count_pairs,
     is_source,
     is_target,
     make_pair,
-    resolve_channel,
     role_problem,
+    same_peer,
     sources,
     targets,
 )
-from core.planner import PairView, count_pairs
 
-SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "demo" / "samples" / "lndg"
+SAMPLES = Path(__file__).resolve().parents[1] / "sim" / "samples" / "lndg"
 
 
 def channel(chan_id: int, **fields: Any) -> Channel:
@@ -146,6 +147,16 @@ def test_same_peer_never_paired() -> None:
     other = channel(3, local_balance=950_000)
     pairs = build_pairs([src, tgt, other])
     assert [p.key for p in pairs] == [("3", "2")]
+
+
+def test_same_peer_is_the_rule_for_two_channels_and_for_one() -> None:
+    peer = "03" + "ab" * 32
+    src = channel(1, local_balance=900_000, remote_pubkey=peer)
+    tgt = channel(2, local_balance=10_000, auto_rebalance=True, remote_pubkey=peer)
+    other = channel(3, local_balance=950_000)
+    assert same_peer(src, tgt)
+    assert same_peer(src, src)
+    assert not same_peer(other, tgt)
 
 
 def test_order_most_depleted_target_then_most_surplus_source() -> None:

@@ -10,8 +10,8 @@ import pytest
 import core.planner
 from core.history import Observation
 from core.models import Channel, Outcome, Pair, RunResult
-from core.pairing import build_pairs, make_pair
-from core.planner import PairView, Planner, PlannerConfig, count_pairs
+from core.pairing import PairView, build_pairs, count_pairs, make_pair
+from core.planner import Planner, PlannerConfig, PolicySwitches
 from tests.test_pairing import channel
 
 
@@ -45,7 +45,7 @@ def test_plan_gives_each_target_its_best_source_preferring_unused_ones() -> None
 
 
 def test_next_pairs_are_disjoint_skip_busy_channels_and_respect_free_workers() -> None:
-    planner = Planner(PlannerConfig(follow_plan=False))
+    planner = Planner(switches=PolicySwitches(follow_plan=False))
     assert keys(planner.next_pairs(star(), set(), 4, 0.0)) == [
         ("3", "11"),
         ("2", "12"),
@@ -78,10 +78,8 @@ def test_next_pairs_never_enumerates_the_cross_product(monkeypatch: pytest.Monke
 def test_a_failing_pair_backs_off_exponentially_and_a_success_resets_it() -> None:
     channels = star()
     pair = pair_of(channels, 3, 11)
-    config = PlannerConfig(
-        backoff_seconds=100, backoff_max_seconds=350, demote_targets=False, rank_sources=False
-    )
-    planner = Planner(config)
+    config = PlannerConfig(backoff_seconds=100, backoff_max_seconds=350)
+    planner = Planner(config, PolicySwitches(demote_targets=False, rank_sources=False))
     waits = []
     for now in (0.0, 1000.0, 2000.0, 3000.0):
         planner.finished(pair, result(pair, Outcome.NO_ROUTE), now)
@@ -105,7 +103,7 @@ def test_a_failing_pair_backs_off_exponentially_and_a_success_resets_it() -> Non
         (Outcome.STOPPED, ""),
         (Outcome.LND_ERROR, "connection refused"),
         (Outcome.BINARY_MISSING, ""),
-        (Outcome.NO_ROUTE, "no channelpairs available"),
+        (Outcome.NOT_QUALIFIED, "no channelpairs available"),
     ],
 )
 def test_outcomes_that_do_not_blame_the_route_do_not_back_off(
@@ -144,7 +142,7 @@ def test_channels_with_many_pending_htlcs_are_skipped() -> None:
 
 def test_a_served_target_waits_until_the_snapshot_shows_its_balance_moved() -> None:
     channels = star()
-    planner = Planner(PlannerConfig(follow_plan=False))
+    planner = Planner(switches=PolicySwitches(follow_plan=False))
     planner.begin_round()
     first = planner.next_pairs(channels, set(), 1, 0.0)
     assert keys(first) == [("3", "11")]
@@ -163,14 +161,9 @@ def test_a_served_target_waits_until_the_snapshot_shows_its_balance_moved() -> N
 
 def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failures() -> None:
     channels = star()[:5]  # sources 1-3, targets 11 and 12
-    config = PlannerConfig(
-        follow_plan=False,
-        failures_per_round=2,
-        rank_sources=False,
-        demote_targets=False,
-        retry_when_idle=False,
-    )
-    planner = Planner(config)
+    config = PlannerConfig(failures_per_round=2, retry_when_idle=False)
+    switches = PolicySwitches(follow_plan=False, rank_sources=False, demote_targets=False)
+    planner = Planner(config, switches)
     planner.begin_round()
 
     def run(now: float, busy: set[str], outcome: Outcome | None) -> tuple[str, str] | None:
@@ -196,11 +189,10 @@ def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failur
 def test_an_idle_worker_retries_the_waiting_pair_whose_backoff_ends_first() -> None:
     channels = [channel(1, local_balance=900_001), channel(2, local_balance=900_002)]
     channels.append(channel(11, local_balance=10_000, auto_rebalance=True))
-    config = PlannerConfig(
-        follow_plan=False, rank_sources=False, backoff_seconds=100, retry_after_seconds=5
-    )
-    strict = Planner(replace(config, retry_when_idle=False))
-    planner = Planner(config)
+    config = PlannerConfig(backoff_seconds=100, retry_after_seconds=5)
+    switches = PolicySwitches(follow_plan=False, rank_sources=False)
+    strict = Planner(replace(config, retry_when_idle=False), switches)
+    planner = Planner(config, switches)
     for each in (strict, planner):
         for source, at in ((2, 0.0), (1, 10.0)):  # both pairs fail: backoffs end at 100, 110
             pair = pair_of(channels, source, 11)

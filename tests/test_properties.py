@@ -24,7 +24,6 @@ from bot.arguments import (
     parse_on_off,
     parse_report_period,
 )
-from bot.demo.regolancer import go_type_error
 from core.lndg import LndgClient
 from core.models import Channel, Pair
 from core.pairing import build_pairs
@@ -43,6 +42,7 @@ from core.statfile import (
     parse_stat_line,
     read_new_lines,
 )
+from sim.regolancer import go_type_error
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 words = st.text(st.characters(codec="utf-8"), max_size=40)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row
+from sim.lndg import FakeLndg, channel_row
 from tests.daemon_process import Daemon, Node, run_cli
 
 SECRET = "lndg-password-that-must-not-leak"

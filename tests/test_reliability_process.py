@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.lndg import FakeLndg
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
-from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "123456:process-faults-token"
 CHAT = 4242

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.demo.lndg import FakeLndg
+from sim.lndg import FakeLndg
 from tests.daemon_process import FAKE_REGOLANCER, Daemon, Node, run_cli, wait_until
 
 

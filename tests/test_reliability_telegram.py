@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 
 from bot.app import App, build_application
-from bot.demo.lndg import FakeLndg
-from bot.outbox import MAX_BACKOFF_SECONDS, OutboxSender, text_message
+from bot.outbox import MAX_BACKOFF_SECONDS, OutboxSender
+from core.events import Text
+from core.feed import Feed
 from core.models import StatLine
 from core.settings import load_settings
 from core.state import StateStore
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
-from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242
 TOKEN = "123456:reliability-telegram-token"
@@ -65,7 +67,7 @@ def sent_texts(telegram: FakeTelegram) -> list[str]:
 
 def queue(store: StateStore, *texts: str) -> None:
     for text in texts:
-        store.enqueue("text", text_message(text))
+        Feed(store).put(Text(text))
 
 
 async def flush_until_empty(sender: OutboxSender, store: StateStore, timeout: float = 15) -> None:
@@ -175,7 +177,7 @@ async def test_backoff_of_a_long_outage_is_bounded(
     sender._hold_until = 0
     await flush_until_empty(sender, store)
     assert sent_texts(telegram) == ["waiting"]
-    assert sender._backoff == 1.0  # a success resets it
+    assert sender.telegram._backoff == 1.0  # a success resets it
 
 
 async def test_concurrent_flushes_send_each_message_once(
@@ -203,7 +205,7 @@ async def test_rebalance_rows_are_batched_within_the_limit(
         )
         for i in range(75)
     ]
-    store.record_stat_lines(lines, (1, 1), notify=True, read_from=None)
+    store.record_stat_lines(lines, (1, 1), read_from=None)
     await flush_until_empty(sender, store)
     texts = sent_texts(telegram)
     shown = [line for text in texts for line in text.splitlines() if line.startswith("• ")]

@@ -27,7 +27,7 @@ from core.runner import (
 from tests.test_pairing import channel as node_channel
 
 HERE = Path(__file__).resolve().parent
-FAKE = HERE.parent / "bot" / "demo" / "regolancer.py"
+FAKE = HERE.parent / "sim" / "regolancer.py"
 SAMPLES = HERE / "samples" / "regolancer"
 SOURCE, TARGET = "879609302301671425", "879609302301671426"
 
@@ -156,7 +156,7 @@ def env(tmp_path: Path, fake_bin: Path) -> Env:
         (0, sample("stderr-success.txt"), False, False, Outcome.SUCCESS),
         (1, sample("stderr-no-route.txt"), False, False, Outcome.NO_ROUTE),
         (2, sample("stderr-timeout.txt"), False, False, Outcome.REBALANCE_TIMEOUT),
-        (1, ["2026/11/24 21:20:09 no channelpairs available"], False, False, Outcome.NO_ROUTE),
+        (1, ["2026/11/24 21:20:09 no channelpairs available"], False, False, Outcome.NOT_QUALIFIED),
         (
             1,
             ["2026/11/24 21:20:09 Timed out looking for a route"],

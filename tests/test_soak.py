@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row
+from sim.lndg import FakeLndg, channel_row
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node
-from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "123456:soak-token"
 CHAT = 4242

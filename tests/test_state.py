@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import core.state
 from core.models import Outcome, RunResult, StatLine
 from core.state import SCHEMA_VERSION, StateError, StateStore, ensure_data_dir
 
@@ -55,7 +56,7 @@ def test_ledger_rows_outbox_and_position_in_one_transaction(tmp_path: Path) -> N
     path = tmp_path / "s.db"
     line = StatLine(1764021421, "879609302301671425", "879609302301671426", 50_000_000, 12_500)
     with StateStore(path) as store:
-        added = store.record_stat_lines([(line, "SourceA", "TargetB")], (42, 100), notify=True)
+        added = store.record_stat_lines([(line, "SourceA", "TargetB")], (42, 100))
         assert [r.line for r in added] == [line]
         assert store.stat_position() == (42, 100)
         pending = store.pending_messages()
@@ -63,9 +64,10 @@ def test_ledger_rows_outbox_and_position_in_one_transaction(tmp_path: Path) -> N
         store.mark_sent([pending[0].id])
         assert store.pending_messages() == []
         # another reader already moved on from (0, 0): nothing is recorded twice
-        assert store.record_stat_lines([(line, "A", "B")], (42, 160), notify=False) == []
-        store.record_stat_lines([(line, "A", "B")], (42, 160), notify=False, read_from=(42, 100))
+        assert store.record_stat_lines([(line, "A", "B")], (42, 160)) == []
         assert store.pending_messages() == []
+        store.record_stat_lines([(line, "A", "B")], (42, 160), read_from=(42, 100))
+        assert [m.kind for m in store.pending_messages()] == ["rebalance"]
     with StateStore(path) as store:
         totals = store.totals()
         assert (totals.count, totals.amount_sat, totals.fee_sat) == (2, 100_000, 25.0)
@@ -81,10 +83,31 @@ def test_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     with StateStore(tmp_path / "s.db") as store:
         with pytest.raises(sqlite3.Error):
             # an alias that SQLite cannot bind aborts mid-transaction
-            store.record_stat_lines([(line, "A", "B"), (line, object(), "B")], (1, 99), notify=True)  # type: ignore[list-item]
+            store.record_stat_lines([(line, "A", "B"), (line, object(), "B")], (1, 99))  # type: ignore[list-item]
         assert store.ledger() == []
         assert store.pending_messages() == []
         assert store.stat_position() is None
+
+
+def test_no_channelpairs_runs_of_schema_v1_become_not_qualified(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    with db:  # the store as version 1 left it
+        for statement in core.state.MIGRATIONS[0].split(";"):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.executemany(
+            "INSERT INTO runs (source, target, started_at, ended_at, exit_code, outcome, "
+            "last_line) VALUES ('1', '2', 10, 20, 1, ?, ?)",
+            [("no_route", "No channelpairs available"), ("no_route", "no routes"), ("success", "")],
+        )
+    db.close()
+    with StateStore(path) as store:
+        assert [r.outcome for r in store.runs()] == [
+            Outcome.NOT_QUALIFIED,
+            Outcome.NO_ROUTE,
+            Outcome.SUCCESS,
+        ]
 
 
 def test_runs_and_outcome_counts(tmp_path: Path) -> None:

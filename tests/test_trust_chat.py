@@ -28,12 +28,13 @@ from bot.arguments import (
     parse_duration,
     parse_report_period,
 )
-from bot.demo.lndg import FakeLndg
 from bot.handlers import CONFIRMABLE, Commands, Confirmations
+from core.control import Control, Schedule
 from core.engine import Engine
 from core.settings import load_settings
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Node, bot_node, running, wait_until
-from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_bot import ask, buttons, channels, press
 from tests.test_engine import Node as Channels
 from tests.test_engine import ScriptedRunner, make_engine, star_node
@@ -152,7 +153,10 @@ async def chat(tmp_path: Path, telegram: FakeTelegram, clock: list[float]) -> As
         None, telegram_token=TOKEN, telegram_chat_id=CHAT, telegram_api_base_url=telegram.url
     )
     app = build_application(settings)
-    commands = Commands(engine, confirmations=Confirmations(clock=lambda: clock[0]))
+    control = Control(engine, Schedule(start_cycle=lambda: asyncio.create_task(engine.cycle())))
+    commands = Commands(
+        control, None, settings, confirmations=Confirmations(clock=lambda: clock[0])
+    )
     commands.register(app)
     await app.initialize()
     try:
@@ -163,7 +167,7 @@ async def chat(tmp_path: Path, telegram: FakeTelegram, clock: list[float]) -> As
 
 
 def engine_of(chat: Chat) -> Engine:
-    return chat.commands.engine
+    return chat.commands.control.engine
 
 
 def texts(calls: list[dict[str, Any]]) -> list[str]:

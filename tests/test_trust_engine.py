@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from core.daemon import STOP_GRACE_SECONDS, Services, stop_services
+from core.daemon import STOP_GRACE_SECONDS, Services
 from core.engine import START_ALERT, Engine
 from core.events import AlertCleared, AlertRaised, Event, EventBus
 from core.health import check_health
 from core.lndg import LndgClient
 from core.models import Channel, Outcome, StatLine
 from core.regolancer_config import load_template
-from core.reporting import Reporter
+from core.report_delivery import Reporter
 from core.runner import RegolancerRunner
+from core.runtime import stop_services
 from core.settings import load_settings
 from core.state import StateStore
 from core.statfile import MAX_AMOUNT_MSAT, StatLineError, parse_stat_line
@@ -218,7 +219,7 @@ def test_day_totals_do_not_overflow_on_huge_rows(tmp_path: Path) -> None:
     # Rows an older version accepted (up to 2^63 - 1 msat each): /status must still work.
     with StateStore(tmp_path / "state.sqlite3") as store:
         huge = [(StatLine(1764021421, "1", "2", 2**63 - 1, 0), "", "") for _ in range(3)]
-        store.record_stat_lines(huge, (1, 100), notify=False)
+        store.record_stat_lines(huge, (1, 100))
         totals = store.totals()
     assert totals.count == 3
     assert totals.amount_sat > 2**63 // 1000
@@ -227,7 +228,7 @@ def test_day_totals_do_not_overflow_on_huge_rows(tmp_path: Path) -> None:
 def test_ledger_sums_are_exact_for_real_amounts(tmp_path: Path) -> None:
     with StateStore(tmp_path / "state.sqlite3") as store:
         rows = [(StatLine(1764021421, "1", "2", 123_456_789, 1_001), "", "") for _ in range(7)]
-        store.record_stat_lines(rows, (1, 100), notify=False)
+        store.record_stat_lines(rows, (1, 100))
         totals = store.totals()
     assert totals.amount_sat == 7 * 123_456_789 // 1000
     assert totals.fee_sat == pytest.approx(7.007)

@@ -1,6 +1,6 @@
 """Issue 12, the LNDg side: what a hostile or misconfigured LNDg can no longer do.
 
-Every test talks to the loopback LNDg (bot/demo/lndg.py) over a real socket.
+Every test talks to the loopback LNDg (sim/lndg.py) over a real socket.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from bot.demo.lndg import FakeLndg, channel_row
 from core.checks import check_lndg
 from core.lndg import (
     LndgClient,
@@ -25,6 +24,7 @@ from core.lndg import (
 )
 from core.pairing import is_source, is_target
 from core.settings import load_settings
+from sim.lndg import FakeLndg, channel_row
 
 PASSWORD = "url-password-that-must-not-show"
 

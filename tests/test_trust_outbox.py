@@ -1,7 +1,7 @@
 """The outbox when its own ground gives way: a state database that refuses the sent-mark,
 a token Telegram rejects, a chat that became a supergroup, and polling through them.
 
-Real SQLite, PTB's real HTTP stack against the loopback Bot API (tests/fakes/telegram.py).
+Real SQLite, PTB's real HTTP stack against the loopback Bot API (sim/telegram.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from telegram import Update
 from telegram.ext import TypeHandler
 
 from bot.app import App, PollingWatch, build_application
-from bot.outbox import BOTFATHER_HINT, Episodes, OutboxSender, text_message
+from bot.outbox import BOTFATHER_HINT, OutboxSender
+from core.events import Text
+from core.feed import Episodes, Feed
 from core.settings import load_settings
 from core.state import StateStore
+from sim.telegram import FakeTelegram
 from tests.fakes.state import RefusingStore
-from tests.fakes.telegram import FakeTelegram
 
 CHAT = 4242
 TOKEN = "123456:trust-outbox-token"
@@ -68,7 +70,7 @@ def sent_texts(telegram: FakeTelegram) -> list[str]:
 
 def queue(store: StateStore, *texts: str) -> None:
     for text in texts:
-        store.enqueue("text", text_message(text))
+        Feed(store).put(Text(text))
 
 
 def lines(caplog: pytest.LogCaptureFixture, text: str) -> int:
@@ -174,12 +176,12 @@ async def test_a_refusal_is_said_once_and_held_with_growing_backoff(
     await drain(sender, store)
     assert sent_texts(telegram) == ["held"]
     assert lines(caplog, "again") == 1
-    assert sender._backoff == 1.0
+    assert sender.telegram._backoff == 1.0
 
 
 @asynccontextmanager
 async def polling(telegram: FakeTelegram, watch: PollingWatch) -> AsyncIterator[App]:
-    """The daemon's Application polling the stand-in as `run_bot` has it poll."""
+    """The daemon's Application polling the stand-in as the Telegram face has it poll."""
     app = await application(telegram, watch)
     assert app.updater is not None
     try:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.lndg import FakeLndg
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import REPO, Daemon, Node, run_cli, running, wait_until
-from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_bot import CHAT, TOKEN
 from tests.test_e2e_headless import node_channels
 

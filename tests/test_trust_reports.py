@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
-from bot.demo.lndg import FakeLndg
-from core.daemon import DailyReports
 from core.events import AlertRaised
 from core.lndg import LndgClient, LndgUnreachable
-from core.reporting import FIRST_DAY_KEY, Reporter, ReportUnavailable
+from core.report_delivery import FIRST_DAY_KEY, Reporter, ReportUnavailable
+from core.runtime import DailyReports
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import bot_node, running
 from tests.fakes.state import RefusingStore
-from tests.fakes.telegram import FakeTelegram
 from tests.test_engine import Node as Channels
 from tests.test_engine import ScriptedRunner, make_engine
-from tests.test_reporting import BERLIN, DAY, Outbox, add_days, berlin
+from tests.test_report_delivery import BERLIN, DAY, Outbox, add_days, berlin
 
 CHAT = 4242
 TOKEN = "123456:trust-reports-token"

@@ -17,10 +17,10 @@ import pytest
 from telegram import Bot
 from telegram.error import ChatMigrated, InvalidToken
 
-from bot.demo.lndg import FakeLndg
 from bot.outbox import BOTFATHER_HINT
+from sim.lndg import FakeLndg
+from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, bot_node, wait_until
-from tests.fakes.telegram import FakeTelegram
 from tests.test_e2e_bot import channels
 
 TOKEN = "123456:trust-telegram-token"

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 from core.chart import CHART_NAME, render_chart_async
-from core.lndg import LndgError, LndgRebalance, Payment
-from core.report import (
+from core.lndg import LndgError
+from core.node_records import LndgRebalance, Payment
+from core.report_csv import CSV_NAME, read_days, write_day
+from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
     DEFAULT_MAX_CATCH_UP,
     DayReport,
@@ -39,7 +41,6 @@ from core.report import (
     due_days,
     latest_due_day,
 )
-from core.report_csv import CSV_NAME, read_days, write_day
 from core.settings import Settings
 from core.state import StateStore
 
@@ -197,9 +198,7 @@ class Reporter:
         async with self._lock:
             if not self._write_marks():
                 return []
-            if self.store.get_value(FIRST_DAY_KEY) is None:
-                newest = latest_due_day(now, self.zone, self.report_time)
-                self.store.put_value(FIRST_DAY_KEY, newest.isoformat())
+            self.begin(now)
             delivered: list[date] = []
             for day in self.due(now):
                 if self._was_sent(day.isoformat()):
@@ -216,6 +215,16 @@ class Reporter:
                 if not self._write_marks():
                     break
             return delivered
+
+    def begin(self, now: datetime) -> None:
+        """On a fresh state store, remember the newest due day as the first to report.
+
+        The runtime calls it at start, so the minutely `deliver_due` writes nothing (and
+        waits on no lock) until a report is due.
+        """
+        if self.store.get_value(FIRST_DAY_KEY) is None:
+            newest = latest_due_day(now, self.zone, self.report_time)
+            self.store.put_value(FIRST_DAY_KEY, newest.isoformat())
 
     def _was_sent(self, day: str) -> bool:
         return day in self._unmarked or self.store.report_sent(day)

@@ -17,6 +17,8 @@ A pair's entry is merged over "default", then one entry picked at random from it
 list, if any (e.g. `"random": [{"outcome": "crash"}, {"outcome": "success"}]`). Outcomes:
     success            `steps` stat lines (rapid rebalance doubles the amount), each after
                        `delay` seconds; exit 0 (or `exit_code`, e.g. 2 after steps)
+    not_qualified      exit 1, "no channelpairs available" (by its live balances the pair
+                       no longer qualifies, or its amount fell below min_amount)
     no_route           exit 1, "Error during picking channel: no routes"
     route_timeout      exit 1, "Timed out looking for a route"
     rebalance_timeout  `steps` (default 0) stat lines, then exit 2, "Rebalancing timed out"
@@ -53,6 +55,19 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 STAT_HEADER = b"timestamp,from_channel,to_channel,amount_msat,fees_msat\n"
+
+# How regolancer says a run ended (contracts/regolancer.md); the benchmark's in-process model
+# of a run (bench/simulate.py) ends its runs with the same lines.
+NOT_QUALIFIED = "no channelpairs available"
+NO_ROUTE = "Error during picking channel: no routes"
+ROUTE_TIMEOUT = "Timed out looking for a route"
+REBALANCE_TIMEOUT = "Rebalancing timed out"
+
+
+def success_line(fee: int, ppm: int) -> str:
+    """regolancer's line for a paid rebalance."""
+    return f"Success! Paid {fee} in fees, {ppm} ppm"
+
 
 # regolancer's config struct: JSON key -> Go type.
 GO_TYPES = {
@@ -385,7 +400,7 @@ def pay(
         return b"%d,%d,%d,%d,%d\n" % (now, source, target, paid * 1000, fee * 1000)
 
     append_stat(str(config.get("stat") or ""), line if unique else line(0))
-    log(f"Success! Paid {fee} in fees, {ppm} ppm")
+    log(success_line(fee, ppm))
 
 
 def succeed(config: dict[str, Any], spec: dict[str, Any], source: int, target: int) -> int:
@@ -480,21 +495,24 @@ def run_outcome(
         time.sleep(float(spec.get("sleep", spec.get("delay", 1.0))))
         succeed(config, {**spec, "steps": 1, "delay": 0}, source, target)
         return 0
+    if outcome == "not_qualified":
+        log(NOT_QUALIFIED)
+        return 1
     if outcome == "no_route":
         log(f"Attempt #1, amount: {amount} (max fee: 25 sat | 500 ppm )")
         log("fee on the route exceeds our limits: 800 ppm (max fee 500 ppm)")
-        log("Error during picking channel: no routes")
+        log(NO_ROUTE)
         return 1
     if outcome == "route_timeout":
         log(f"Attempt #1, amount: {amount} (max fee: 25 sat | 500 ppm )")
-        log("Timed out looking for a route")
+        log(ROUTE_TIMEOUT)
         return 1
     if outcome == "rebalance_timeout":
         if int(spec.get("steps", 0)) > 0:  # rapid-rebalance successes, then the deadline
             succeed(config, spec, source, target)
         time.sleep(float(spec.get("delay", 0.1)))
         log(f"Attempt #14, amount: {amount} (max fee: 25 sat | 500 ppm )")
-        log("Rebalancing timed out")
+        log(REBALANCE_TIMEOUT)
         return 2
     if outcome == "lnd_error":
         log(
@@ -532,7 +550,7 @@ def run_outcome(
     if outcome == "half_line":
         line = b"%d,%d,%d,%d,%d" % (int(time.time()), source, target, amount * 1000, 12000)
         append_stat(str(config.get("stat") or ""), line)
-        log("Success! Paid 12 in fees, 240 ppm")
+        log(success_line(12, 240))
         return 0
     fatal(f"fake regolancer: unknown scenario outcome {outcome!r}")
 

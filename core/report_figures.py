@@ -1,5 +1,8 @@
 """The daily report's figures: who rebalanced how much on one local day. Pure, no I/O.
 
+Its siblings do the rest: core.report_csv keeps `daily-report.csv`, core.report_delivery
+fetches the inputs, writes the files and sends the due days.
+
 Attribution rules (the contract is /work/shared/contracts/lndg.md):
 
 - A node rebalance is a succeeded LNDg payment with `rebal_chan` set. It belongs to the local
@@ -30,12 +33,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from core.lndg import LndgRebalance, Payment
+from core import fmt
 from core.models import Outcome, Rebalance, RunResult
+from core.node_records import PAYMENT_SUCCEEDED, LndgRebalance, Payment
 
 DEFAULT_MATCH_WINDOW_SECONDS = 300
 DEFAULT_MAX_CATCH_UP = 7
-_PAYMENT_SUCCEEDED = 2
 _MSAT_TOLERANCE = 1000  # LNDg stores value_msat / 1000 as a float: compare within one sat
 
 
@@ -326,7 +329,7 @@ def compute_day(
         r.payment_hash for r in lndg_rebalances if r.succeeded and r.payment_hash is not None
     }
     rebalances = sorted(
-        (p for p in payments if p.status == _PAYMENT_SUCCEEDED and p.rebal_chan is not None),
+        (p for p in payments if p.status == PAYMENT_SUCCEEDED and p.rebal_chan is not None),
         key=lambda p: (p.creation_date, p.payment_hash),
     )
     # LNDg's hash is proof of authorship: those payments never match a stat line.
@@ -402,28 +405,12 @@ def combine(reports: Sequence[DayReport]) -> DayReport:
 # Text
 
 
-def format_sats(value: int) -> str:
-    """`1234567` -> `1,234,567`."""
-    return f"{value:,}"
-
-
-def format_fee(fee_sat: float) -> str:
-    """Fees with msat precision but no trailing zeros: `12`, `3.2`, `0.001`."""
-    text = f"{fee_sat:,.3f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def format_pct(value: float | None) -> str:
-    """`42.857` -> `42.9%`; None -> `–`."""
-    return "–" if value is None else f"{value:.1f}%"
-
-
 def _share_line(label: str, share: Share) -> str:
     if share.count == 0:
         return f"{label}: 0"
     return (
-        f"{label}: {share.count} · {format_sats(share.sats)} sats · "
-        f"{format_fee(share.fee_sat)} sats fees ({share.ppm} ppm)"
+        f"{label}: {share.count} · {fmt.sats(share.sats)} · "
+        f"{fmt.fee(share.fee_sat)} fees ({fmt.ppm(share.ppm)})"
     )
 
 
@@ -439,8 +426,8 @@ def format_summary(report: DayReport) -> str:
     daemon = _share_line("This daemon", report.daemon)
     if report.daemon.count:
         daemon += (
-            f" — share {format_pct(report.share_by_count)} of rebalances, "
-            f"{format_pct(report.share_by_sats)} of sats"
+            f" — share {fmt.pct(report.share_by_count)} of rebalances, "
+            f"{fmt.pct(report.share_by_sats)} of sats"
         )
     lines = [title, _share_line("Node", report.node), daemon]
     if report.unmatched.count:
@@ -453,7 +440,7 @@ def format_summary(report: DayReport) -> str:
     if runs.attempts:
         text = (
             f"Runs: {runs.attempts} attempts, {runs.successes} succeeded "
-            f"({format_pct(runs.success_rate)})"
+            f"({fmt.pct(runs.success_rate)})"
         )
         if runs.failures:
             ordered = sorted(runs.failures.items(), key=lambda item: (-item[1], item[0].value))

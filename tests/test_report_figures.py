@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.demo.lndg import payment_row, rebalance_row
-from core.lndg import LndgRebalance, Payment
 from core.models import Outcome, Rebalance, RunResult, StatLine
-from core.report import (
+from core.node_records import LndgRebalance, Payment
+from core.report_figures import (
     DayReport,
     RunStats,
     Share,
@@ -25,6 +24,7 @@ from core.report import (
     latest_due_day,
     next_report_at,
 )
+from sim.lndg import payment_row, rebalance_row
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -194,12 +194,12 @@ def test_summary_text() -> None:
     )
     assert format_summary(report) == (
         "Rebalancing on Tue 2026-11-24 (Europe/Berlin)\n"
-        "Node: 7 · 770,000 sats · 124.5 sats fees (161 ppm)\n"
-        "This daemon: 3 · 570,000 sats · 104 sats fees (182 ppm)"
+        "Node: 7 · 770,000 sat · 124.5 sat fees (161 ppm)\n"
+        "This daemon: 3 · 570,000 sat · 104 sat fees (182 ppm)"
         " — share 42.9% of rebalances, 74.0% of sats\n"
         "  (1 of them not found in LNDg's payments; counted anyway)\n"
-        "LNDg: 2 · 150,000 sats · 17.5 sats fees (116 ppm)\n"
-        "Other tools: 2 · 50,000 sats · 3 sats fees (60 ppm)\n"
+        "LNDg: 2 · 150,000 sat · 17.5 sat fees (116 ppm)\n"
+        "Other tools: 2 · 50,000 sat · 3 sat fees (60 ppm)\n"
         "Runs: 8 attempts, 3 succeeded (37.5%); failed: no route 4, route search timed out 1"
         "; 1 dry run"
     )

@@ -1,16 +1,15 @@
-"""A simulated routing node for the demo, and the simulation that keeps it alive.
+"""The demo's node, alive around the real daemon: the model (`sim.model`) behind a FakeLndg.
 
-`build_channels(seed)` gives the node: about 40 channels in LNDg's `/api/channels/` shape,
-deterministic from the seed. `Simulation` then plays the rest of the node around the real
-daemon, on the rows of a running `FakeLndg`:
+`Simulation` holds the node (`sim.model.Node`: channels, live balances, routes) and shows it
+through the rows of a running `FakeLndg`, as LNDg shows a real node:
 
 - each new line of the daemon's stat CSV (a rebalance the regolancer stand-in "paid") moves
-  the sats in the channel rows and appears in `/api/payments/`, as LND and LNDg would show it;
-- the regolancer stand-in's scenario is rewritten from the current balances, so run outcomes
-  vary and amounts fit the channels; each channel's peer routes well or badly (its *reach*),
-  so some pairs succeed most of the time and some rarely;
+  the sats on the node and appears in `/api/payments/`, as LND and LNDg would show it;
+- the regolancer stand-in's scenario is rewritten from the live balances: for every pair the
+  rule gives, the model's verdict for one run (`Node.attempt`), so outcomes vary from run to
+  run, amounts fit the channels, and some pairs succeed most of the time and some rarely;
 - LNDg holds a week of its own rebalancer's attempts before the demo, drawn from the same
-  reach, so the daemon has a history to learn from at its first cycle;
+  routes, so the daemon has a history to learn from at its first cycle;
 - LNDg's own rebalancer, another tool and routed payments act now and then, so the daily
   report has three shares and refilled targets drain again.
 
@@ -28,78 +27,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.demo.lndg import FakeLndg, channel_row, payment_row, rebalance_row
-from core.models import Channel, chan_id_to_short_id
+from core.models import Channel, Outcome, chan_id_to_short_id
 from core.pairing import build_pairs, is_source, is_target, is_usable
 from core.statfile import StatPosition, read_new_lines
+from sim.lndg import FakeLndg, payment_row, rebalance_row
+from sim.model import MIN_AMOUNT, Node, RouteModel, Verdict
 
-# Fictional peers; a few routing-node naming habits (hosts, emoji, numbered nodes).
-ALIASES = (
-    "AlpineRouter",
-    "BlueWhale⚡",
-    "bitcoin-berlin",
-    "Orange Pill Node",
-    "HodlHub",
-    "lnd.tokyo",
-    "SatsStacker",
-    "Nordic Lightning",
-    "PaymentPelican",
-    "ZapZebra",
-    "MoonMerchant",
-    "coffee-sats-02",
-    "Lisbon Liquidity",
-    "TorTortoise",
-    "NodeOfTheNorth",
-    "CypherPunkCafe",
-    "sat-stream.io",
-    "RiverRoute 1",
-    "BlockByBlock",
-    "LowFeeLarry",
-    "HalvingHawk",
-    "ColdCardigan",
-    "MempoolMaple",
-    "VoltVillage",
-    "FiatFreeFox",
-    "lnrouter-ams-3",
-    "StackingSouth",
-    "ThunderHub-Oslo",
-    "GossipGoose",
-    "PlebPenguin",
-    "MicroMoose",
-    "HTLC Harbour",
-    "channel-surfer",
-    "WattWallet LSP",
-    "Satoshi's Garden",
-    "BoltBazaar",
-    "LiquidLynx",
-    "OnionOtter",
-    "ZeroConfZone",
-)
-CAPACITIES = (
-    1_000_000,
-    1_500_000,
-    2_000_000,
-    2_500_000,
-    3_000_000,
-    4_000_000,
-    5_000_000,
-    6_000_000,
-    8_000_000,
-    10_000_000,
-)
-# The node's channels by role; they add up to 40.
-TARGETS = 12  # AR on, depleted: the daemon refills them
-SOURCES = 16  # AR off, above their ar_out_target: the daemon drains them
-IDLE_OUT = 6  # AR off, below their ar_out_target: neither
-IDLE_IN = 2  # AR on, above their band: neither (yet)
-INACTIVE = 2  # peer offline: LNDg does not list them as active
-PRIVATE = 2  # unannounced: never rebalanced
-
-MIN_AMOUNT = 10_000  # regolancer's min_amount in the demo template
-
-# How well a channel's peer routes. A run succeeds with its source's reach times its target's:
-# from 30 % to nearly always, 60 % on average.
-REACH = (0.55, 1.0)
+# How well a channel's peer routes. A run succeeds with its source's quality times its
+# target's: from 30 % to nearly always, 60 % on average.
+ROUTES = RouteModel(source_quality=(0.55, 1.0), target_quality=(0.55, 1.0))
+# A success is followed by one rapid rebalance (the amount doubled) this often.
+RAPID_SHARE = 0.25
 # LNDg's auto-rebalancer in the week before the demo: attempts per AR channel, and how many
 # outgoing channels each attempt offers (LNDg pays through the first one that finds a route).
 HISTORY_ATTEMPTS = 10
@@ -113,70 +51,6 @@ _ACTOR_TEXT: dict[Actor, str] = {
     "other": "another tool's rebalance",
     "forward": "routed payment",
 }
-
-
-def build_channels(seed: int = 1) -> list[dict[str, Any]]:
-    """The simulated node's channel rows, deterministic from `seed`, oldest channel first."""
-    rng = random.Random(seed)
-    aliases = list(ALIASES)
-    rng.shuffle(aliases)
-    roles = (
-        ["target"] * TARGETS
-        + ["source"] * SOURCES
-        + ["idle_out"] * IDLE_OUT
-        + ["idle_in"] * IDLE_IN
-        + ["inactive"] * INACTIVE
-        + ["private"] * PRIVATE
-    )
-    # The first target's peer also has the first source: big peers often have two channels,
-    # and the daemon must never pair a channel with another to the same peer.
-    aliases.insert(TARGETS, aliases[0])
-    short_ids: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    pubkeys: dict[str, str] = {}
-    for role, alias in zip(roles, aliases, strict=True):
-        short_id = ""
-        while not short_id or short_id in short_ids:
-            block, tx = rng.randrange(760_000, 870_000), rng.randrange(1, 3000)
-            short_id = f"{block}x{tx}x{rng.randrange(2)}"
-        short_ids.add(short_id)
-        pubkey = pubkeys.setdefault(alias, "03" + f"{rng.getrandbits(256):064x}")
-        rows.append(_channel(rng, role, short_id, alias, pubkey))
-    rows.sort(key=lambda row: int(row["chan_id"]))
-    return rows
-
-
-def _channel(
-    rng: random.Random, role: str, short_id: str, alias: str, pubkey: str
-) -> dict[str, Any]:
-    capacity = rng.choice(CAPACITIES)
-    auto_rebalance = role in ("target", "idle_in") or (role == "inactive" and rng.random() < 0.5)
-    ar_in_target = rng.choice((80, 85, 90)) if auto_rebalance else 100
-    ar_out_target = rng.choice((50, 55, 60, 65, 70, 75)) if role == "source" else 75
-    band = 100 - ar_in_target
-    if role == "target":
-        pct = rng.uniform(1, band - 4)
-    elif role == "source":
-        pct = rng.uniform(ar_out_target + 6, 96)
-    elif role == "idle_in":
-        pct = rng.uniform(band + 15, 60)
-    else:
-        pct = rng.uniform(20, 65)
-    # Refilled channels are the ones that earn: they carry the higher fees.
-    fee_rate = rng.randrange(300, 1200, 10) if auto_rebalance else rng.randrange(0, 150, 5)
-    return channel_row(
-        short_id,
-        alias=alias,
-        capacity=capacity,
-        local_balance=int(capacity * pct / 100),
-        remote_pubkey=pubkey,
-        auto_rebalance=auto_rebalance,
-        ar_in_target=ar_in_target,
-        ar_out_target=ar_out_target,
-        is_active=role != "inactive",
-        private=role == "private",
-        local_fee_rate=fee_rate,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +100,7 @@ class NodeSummary:
 
 
 class Simulation:
-    """Plays the node around the daemon, on the rows of a running FakeLndg.
+    """Plays the node around the daemon, shown through the rows of a running FakeLndg.
 
     Not thread-safe itself: call it from one task. Row changes hold `lndg.lock`, so the
     FakeLndg's handler threads never serve a half-moved balance.
@@ -238,23 +112,21 @@ class Simulation:
         self.lndg = lndg
         self.stat_path = stat_path
         self.scenario_path = scenario_path
-        self.rng = random.Random(seed)
+        with lndg.lock:
+            channels = [Channel.model_validate(row) for row in lndg.channels]
+        self.node = Node(channels, ROUTES, seed)
+        # A stream of its own: the node's qualities are drawn from `seed` itself.
+        self.rng = random.Random(f"demo:{seed}")
         self._position: StatPosition | None = None
         self._daemon_sats = 0
         self._counts: dict[Actor, int] = {"daemon": 0, "lndg": 0, "other": 0, "forward": 0}
         self._targets_at_start = sum(is_target(c) for c in self.channels() if is_usable(c))
-        self._reach = {c.chan_id: self.rng.uniform(*REACH) for c in self.channels()}
-
-    def route_odds(self, source_id: str, target_id: str) -> float:
-        """How often a run from `source_id` into `target_id` finds a route and pays."""
-        return self._reach[source_id] * self._reach[target_id]
 
     # -- reading the node --------------------------------------------------------------------
 
     def channels(self) -> list[Channel]:
-        """Every channel as the daemon would parse it (inactive and private ones included)."""
-        with self.lndg.lock:
-            return [Channel.model_validate(row) for row in self.lndg.channels]
+        """Every channel with its live balances (inactive and private ones included)."""
+        return self.node.snapshot()
 
     def summary(self) -> NodeSummary:
         """Counts for the status line and the final report."""
@@ -274,48 +146,53 @@ class Simulation:
     # -- the regolancer stand-in's scenario ----------------------------------------------------
 
     def write_scenario(self) -> None:
-        """One outcome per pair the rule gives now; written atomically (read by every run).
+        """The model's verdict for one run of every pair the rule gives now; written atomically.
 
-        Rolled afresh on every call, so the same pair succeeds once and finds no route the
-        next time, as on a real network. Successes take 1-4 s and move half or more of
-        what the pair can move, so a target fills in two or three successful runs.
+        Rolled afresh on every call (every run reads it), so the same pair succeeds once and
+        finds no route the next time, as on a real network. A pair missing here stopped being
+        one since the daemon read the channels: the stand-in then says what regolancer says,
+        "no channelpairs available".
         """
-        pairs = build_pairs(self.channels())
         specs: dict[str, dict[str, Any]] = {}
-        for pair in pairs:
-            source, target = pair.source, pair.target
-            room = min(
-                source.effective_local - source.capacity * source.ar_out_target // 100,
-                target.capacity * (100 - target.ar_in_target) // 100 - target.effective_local,
-            )
-            key = f"{int(source.chan_id)}>{int(target.chan_id)}"
-            specs[key] = self._roll(room, self.route_odds(source.chan_id, target.chan_id))
-        # A pair missing here stopped being one since the daemon read the channels: regolancer
-        # would find nothing to move ("no channelpairs available", counted as no route).
-        scenario = {"default": {"outcome": "no_route"}, "pairs": specs}
+        for pair in build_pairs(self.channels()):
+            source, target = pair.source.chan_id, pair.target.chan_id
+            steps = 2 if self.rng.random() < RAPID_SHARE else 1
+            wanted = self._wanted(source, target, steps)
+            verdict = self.node.attempt(source, target, pair.pfrom, pair.pto, wanted, self.rng)
+            specs[f"{int(source)}>{int(target)}"] = self._spec(verdict, steps)
+        scenario = {"default": {"outcome": "not_qualified"}, "pairs": specs}
         temporary = self.scenario_path.with_name(self.scenario_path.name + ".tmp")
         temporary.write_text(json.dumps(scenario), encoding="utf-8")
         os.replace(temporary, self.scenario_path)
 
-    def _roll(self, room: int, odds: float) -> dict[str, Any]:
-        draw = self.rng.random()
-        if draw < odds:
-            # Rapid rebalance now and then: regolancer doubles the amount on each repeat.
-            steps = 2 if self.rng.random() < 0.25 else 1
-            total = room * self.rng.uniform(0.5, 0.9)
-            amount = max(MIN_AMOUNT, int(total / (2**steps - 1)) // 1000 * 1000)
-            ppm = self.rng.randrange(20, 900)
+    def _wanted(self, source: str, target: str, steps: int) -> int:
+        """The amount the demo gives a run: half or more of what the pair can usefully move.
+
+        Spread over the run's `steps` (a rapid rebalance doubles it), so a target fills in two
+        or three successful runs while someone watches; the template's fixed amount would
+        take a dozen.
+        """
+        room = min(self.node.surplus(source), self.node.need(target))
+        total = room * self.rng.uniform(0.5, 0.9)
+        return max(MIN_AMOUNT, int(total / (2**steps - 1)) // 1000 * 1000)
+
+    def _spec(self, verdict: Verdict, steps: int) -> dict[str, Any]:
+        """The stand-in's scenario entry for `verdict`; successes take 1-4 s."""
+        if verdict.outcome == Outcome.SUCCESS:
             return {
                 "outcome": "success",
-                "amount_sat": amount,
-                "fee_sat": max(1, amount * ppm // 1_000_000),
+                "amount_sat": verdict.amount_sat,
+                "fee_sat": verdict.fee_sat,
                 "steps": steps,
                 "delay": round(self.rng.uniform(1, 4) / steps, 2),
             }
-        miss = (draw - odds) / (1 - odds)  # where among the failures: most find no route
-        if miss < 0.64:
+        if verdict.outcome == Outcome.NOT_QUALIFIED:
+            return {"outcome": "not_qualified"}
+        # No route: most runs say so at once, some time out looking or at their deadline.
+        draw = self.rng.random()
+        if draw < 0.64:
             return {"outcome": "no_route"}
-        if miss < 0.85:
+        if draw < 0.85:
             return {"outcome": "route_timeout"}
         return {"outcome": "rebalance_timeout", "delay": round(self.rng.uniform(2, 4), 2)}
 
@@ -325,9 +202,9 @@ class Simulation:
         """LNDg's week before `now`: its rebalancer's attempts into every usable AR channel.
 
         Each attempt offers a few outgoing channels and pays through the first whose route
-        works (by the same reach the stand-in's runs follow): a rebalancer row, and for a
-        success its payment. All dated before today in `now`'s time zone (the daily report's),
-        so today's report is the demo's own. Returns (attempts, paid).
+        works (`Node.lndg_attempt`, the routes the stand-in's runs follow): a rebalancer row,
+        and for a success its payment. All dated before today in `now`'s time zone (the daily
+        report's), so today's report is the demo's own. Returns (attempts, paid).
         """
         usable = [c for c in self.channels() if is_usable(c)]
         outs = [c for c in usable if not c.auto_rebalance]
@@ -336,17 +213,11 @@ class Simulation:
         earliest = now.astimezone(UTC) - timedelta(days=7) + timedelta(hours=1)
         made = paid_count = 0
         for target in (c for c in usable if c.auto_rebalance):
-            peers = [c for c in outs if c.remote_pubkey != target.remote_pubkey]
+            peers = [c.chan_id for c in outs if c.remote_pubkey != target.remote_pubkey]
             for _ in range(attempts if peers else 0):
                 stop = earliest + (today - earliest) * self.rng.random()
-                offered = self.rng.sample(peers, min(HISTORY_SOURCES, len(peers)))
-                paid = next(
-                    (
-                        s
-                        for s in offered
-                        if self.rng.random() < self.route_odds(s.chan_id, target.chan_id)
-                    ),
-                    None,
+                offered, paid = self.node.lndg_attempt(
+                    target.chan_id, peers, HISTORY_SOURCES, self.rng
                 )
                 amount, fee = self._lndg_price(target)
                 self._lndg_attempt(target, offered, paid, amount, fee, stop)
@@ -382,15 +253,20 @@ class Simulation:
     # -- the rest of the node ----------------------------------------------------------------
 
     def lndg_rebalance(self) -> Move | None:
-        """LNDg's own rebalancer refills one target: a rebalancer row and its payment."""
+        """LNDg's own rebalancer refills one target: a rebalancer row and its payment.
+
+        Always paid, unlike its history: it acts seldom, and the daily report is to show
+        LNDg's share even in a short demo.
+        """
         pairs = build_pairs(self.channels())
         if not pairs:
             return None
         pair = self.rng.choice(pairs)
+        source, target = pair.source.chan_id, pair.target.chan_id
         amount, fee = self._lndg_price(pair.target)
-        move = self._move("lndg", pair.source.chan_id, pair.target.chan_id, amount, fee)
+        move = self._move("lndg", source, target, amount, fee)
         if move is not None:
-            self._lndg_attempt(pair.target, [pair.source], pair.source, amount, fee)
+            self._lndg_attempt(pair.target, [source], source, amount, fee)
         return move
 
     def other_rebalance(self) -> Move | None:
@@ -436,36 +312,38 @@ class Simulation:
         others = [c for c in ins if c.remote_pubkey != out.remote_pubkey]
         return (out, self.rng.choice(others)) if others else None
 
-    # -- row changes -------------------------------------------------------------------------
+    # -- changes, shown in LNDg's rows ---------------------------------------------------------
 
-    def _move(
-        self, by: Actor, source_id: str, target_id: str, amount: int, fee: float
-    ) -> Move | None:
+    def _move(self, by: Actor, source: str, target: str, amount: int, fee: float) -> Move | None:
         """Shift `amount` (+ `fee` on the way out) from source to target, as LND would."""
-        with self.lndg.lock:
-            rows = {row["chan_id"]: row for row in self.lndg.channels}
-            source, target = rows.get(source_id), rows.get(target_id)
-            if source is None or target is None:
-                return None
-            before = (_pct(source), _pct(target))
-            # The balances bound what can move; a stand-in run may "pay" more than is there.
-            out = min(int(amount + fee), source["local_balance"])
-            into = min(amount, target["remote_balance"])
-            source["local_balance"] -= out
-            source["remote_balance"] += out
-            target["remote_balance"] -= into
-            target["local_balance"] += into
-            after = (_pct(source), _pct(target))
+        node = self.node
+        if source not in node.channels or target not in node.channels:
+            return None
+        before = (node.local_pct(source), node.local_pct(target))
+        node.move(source, target, amount, fee)
+        self._show(source, target)
         self._counts[by] += 1
         return Move(
             by,
-            _label(source),
-            _label(target),
+            self._label(source),
+            self._label(target),
             amount,
             fee,
-            (before[0], after[0]),
-            (before[1], after[1]),
+            (before[0], node.local_pct(source)),
+            (before[1], node.local_pct(target)),
         )
+
+    def _show(self, *chan_ids: str) -> None:
+        """Write the channels' live balances into LNDg's rows."""
+        with self.lndg.lock:
+            for row in self.lndg.channels:
+                chan_id = row["chan_id"]
+                if chan_id in chan_ids:
+                    row["local_balance"] = self.node.local[chan_id]
+                    row["remote_balance"] = self.node.remote(chan_id)
+
+    def _label(self, chan_id: str) -> str:
+        return self.node.channels[chan_id].alias or chan_id_to_short_id(chan_id)
 
     def _lndg_price(self, target: Channel) -> tuple[int, float]:
         """What one LNDg attempt into `target` moves (its default AR amount) and its fee."""
@@ -475,8 +353,8 @@ class Simulation:
     def _lndg_attempt(
         self,
         target: Channel,
-        offered: Sequence[Channel],
-        paid: Channel | None,
+        offered: Sequence[str],
+        paid: str | None,
         amount: int,
         fee: float,
         stop: datetime | None = None,
@@ -488,7 +366,7 @@ class Simulation:
             stop=stop,
             fees_paid=fee if paid is not None else None,
             fee_limit=round(amount * 0.001, 3),
-            outgoing_chan_ids=[s.chan_id for s in offered],
+            outgoing_chan_ids=list(offered),
             last_hop_pubkey=target.remote_pubkey,
             target_alias=target.alias,
             duration=self.rng.randrange(1, 6),
@@ -496,42 +374,27 @@ class Simulation:
         with self.lndg.lock:
             self.lndg.rebalancer.append(row)
         if paid is not None:
-            self._pay(
-                paid.chan_id, target.chan_id, amount, fee, stop, payment_hash=row["payment_hash"]
-            )
+            self._pay(paid, target.chan_id, amount, fee, stop, payment_hash=row["payment_hash"])
 
     def _pay(
         self,
-        source_id: str,
-        target_id: str,
+        source: str,
+        target: str,
         amount: int,
         fee: float,
         created: datetime | None = None,
         *,
         payment_hash: str | None = None,
     ) -> None:
+        """The payment LND records for a rebalance: out of `source`, into `target`."""
+        row = payment_row(
+            payment_hash,
+            creation_date=created or datetime.now(UTC),
+            value=amount,
+            fee=fee,
+            chan_out=source,
+            chan_out_alias=self.node.channels[source].alias,
+            rebal_chan=target,
+        )
         with self.lndg.lock:
-            alias = next(
-                (row["alias"] for row in self.lndg.channels if row["chan_id"] == source_id), ""
-            )
-            self.lndg.payments.append(
-                payment_row(
-                    payment_hash,
-                    creation_date=created or datetime.now(UTC),
-                    value=amount,
-                    fee=fee,
-                    chan_out=source_id,
-                    chan_out_alias=alias,
-                    rebal_chan=target_id,
-                )
-            )
-
-
-def _pct(row: dict[str, Any]) -> int:
-    capacity = int(row["capacity"])
-    local = int(row["local_balance"]) + int(row["pending_outbound"])
-    return local * 100 // capacity if capacity else 0
-
-
-def _label(row: dict[str, Any]) -> str:
-    return str(row["alias"] or chan_id_to_short_id(str(row["chan_id"])))
+            self.lndg.payments.append(row)

@@ -1,4 +1,4 @@
-"""Loopback stand-in for the Telegram Bot API, for tests.
+"""Loopback stand-in for the Telegram Bot API, for the tests and the benchmarks.
 
 The daemon under test talks to it through PTB's ``base_url`` (``TELEGRAM_API_BASE_URL``), so
 it has to speak the wire protocol the way Telegram does: ``POST /bot<token>/<method>`` with
@@ -6,7 +6,7 @@ form, JSON or multipart bodies, ``{"ok": true, "result": ...}`` answers and
 ``{"ok": false, "error_code": ..., "description": ...}`` failures whose descriptions match
 Telegram's, because PTB maps status codes and descriptions to exception types and texts.
 
-Stdlib only: it also runs as a separate process (``python -m tests.fakes.telegram``).
+Stdlib only: it also runs as a separate process (``python -m sim.telegram``).
 
 Typical use::
 
@@ -785,7 +785,7 @@ class FakeTelegram:
 
     def __init__(
         self,
-        token: str = "123456789:TEST-token-for-the-fake-telegram-api",
+        token: str = "123456789:TEST-token-for-the-fake-telegram-api",  # noqa: S107 - a test token
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -1068,7 +1068,7 @@ class FakeTelegram:
     async def wait_for_async(
         self,
         predicate: Callable[[Call], bool] | str,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the same signature as wait_for()
         *,
         since: int = 0,
     ) -> Call:

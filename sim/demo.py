@@ -2,8 +2,8 @@
 
 Everything the daemon talks to is simulated in this process or started by it: a loopback
 LNDg (`FakeLndg`, in a thread) serving a node of 40 channels, and the regolancer stand-in
-(`bot/demo/regolancer.py`) as the binary. The daemon itself is not: `run_headless` (or
-`run_bot` with TELEGRAM_TOKEN set) runs exactly as in production, with its own signal
+(`sim/regolancer.py`) as the binary. The daemon itself is not: `core.runtime.Runtime` (with
+the Telegram face when TELEGRAM_TOKEN is set) runs exactly as in production, with its own signal
 handlers, state database, stat CSV and worker logs in the demo's data directory.
 
 It needs no setting from the environment; only TELEGRAM_TOKEN/TELEGRAM_CHAT_ID (and the
@@ -29,19 +29,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bot.demo.lndg import FakeLndg
-from bot.demo.node import MIN_AMOUNT, Move, Simulation, build_channels
-from core.daemon import run_headless
+from core import fmt
+from core.events import Text
+from core.feed import Feed
 from core.lndg import LndgClient, LndgError
 from core.lock import LOCK_NAME, DataDirLock, DataDirLockError
 from core.logs import setup_logging
 from core.regolancer_config import TemplateError
-from core.report import format_fee, format_sats, format_summary
-from core.reporting import Reporter
+from core.report_delivery import Reporter
+from core.report_figures import format_summary
+from core.runtime import Runtime
 from core.settings import Settings, SettingsError, load_settings
 from core.state import StateError, StateStore, ensure_data_dir
+from sim.lndg import FakeLndg
+from sim.model import MIN_AMOUNT
+from sim.nodes import demo_rows
+from sim.simulation import Move, Simulation
 
-log = logging.getLogger("bot.demo")
+log = logging.getLogger("sim.demo")
 
 BANNER = "SIMULATION — no real node, no real payments"
 # Marks a directory the demo made, so a second start may wipe it (and nothing else).
@@ -128,7 +133,7 @@ def install_standin(data_dir: Path) -> Path:
             f"cannot make the regolancer stand-in executable: the Python path {interpreter!r} "
             "contains spaces, which a #! line cannot hold"
         )
-    text = resources.files("bot.demo").joinpath("regolancer.py").read_text(encoding="utf-8")
+    text = resources.files("sim").joinpath("regolancer.py").read_text(encoding="utf-8")
     if text.startswith("#!"):
         text = text.partition("\n")[2]
     path = data_dir / STANDIN_NAME
@@ -221,7 +226,7 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
     # The daemon hands its environment (minus secrets) to regolancer: this reaches the stand-in.
     os.environ["FAKE_REGOLANCER_SCENARIO"] = str(files.scenario)
     os.environ.pop("FAKE_REGOLANCER_RECORD", None)
-    channels = build_channels(seed)
+    channels = demo_rows(seed)
     with FakeLndg(
         channels=channels, payments=[], rebalancer=[], password=secrets.token_urlsafe(16)
     ) as lndg:
@@ -247,20 +252,18 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
 
 async def _run_daemon(settings: Settings, sim: Simulation, seconds: int | None) -> int:
     if settings.headless:
-        daemon = asyncio.create_task(run_headless(settings))
+        daemon = asyncio.create_task(Runtime(settings).run())
     else:
-        from bot.app import run_bot  # only Telegram mode loads telegram
-        from bot.outbox import text_message
+        from bot.app import TelegramFace  # only Telegram mode loads telegram
 
         with StateStore(settings.database_path) as store:
-            store.enqueue(
-                "text",
-                text_message(
+            Feed(store).put(
+                Text(
                     f"🧪 <b>{BANNER}</b>\nThis chat is driven by <code>regolancer-orchestrator "
                     "demo</code>: a simulated node, a stand-in regolancer."
-                ),
+                )
             )
-        daemon = asyncio.create_task(run_bot(settings))
+        daemon = asyncio.create_task(Runtime(settings, TelegramFace(settings)).run())
     simulation = asyncio.create_task(simulate(sim))
     simulation.add_done_callback(lambda task: _on_simulation_end(task, daemon))
     loop = asyncio.get_running_loop()
@@ -339,8 +342,8 @@ async def _report(settings: Settings, sim: Simulation, started: float, seed: int
         rule,
         f"ran {time.time() - started:.0f} s on a simulated node of "
         f"{len(sim.channels())} channels (seed {seed})",
-        f"rebalances by this daemon: {totals.count}, {format_sats(totals.amount_sat)} sats, "
-        f"fees {format_fee(totals.fee_sat)} sats ({totals.ppm} ppm)",
+        f"rebalances by this daemon: {totals.count}, {fmt.sats(totals.amount_sat)}, "
+        f"fees {fmt.fee(totals.fee_sat)} ({fmt.ppm(totals.ppm)})",
         f"regolancer runs: {runs}" + (f" ({by_outcome})" if by_outcome else ""),
         f"AR channels below their band: {summary.targets_at_start} at start, "
         f"{summary.targets_below} now (of {summary.ar_channels})",

@@ -26,7 +26,7 @@ What it reproduces, and why it matters to a client:
   errors come back as HTTP 200 with a field-error body, as LNDg's view does.
 
 Tests drive faults through `fault` / `fault_count` (see `FAULTS`). Run as a process with
-`python -m bot.demo.lndg --channels FILE.json [--port N] [--ready-file PATH]`.
+`python -m sim.lndg --channels FILE.json [--port N] [--ready-file PATH]`.
 """
 
 from __future__ import annotations
@@ -1243,7 +1243,7 @@ def _load_rows(
 
 def main(argv: list[str] | None = None) -> int:
     """Serve a FakeLndg until SIGTERM/SIGINT; print its URL and write it to --ready-file."""
-    parser = argparse.ArgumentParser(prog="python -m bot.demo.lndg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sim.lndg", description=__doc__)
     parser.add_argument(
         "--channels", help="JSON list of channel rows or an envelope (default: samples)"
     )

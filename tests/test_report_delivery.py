@@ -15,14 +15,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from matplotlib.image import imread
 
-from bot.demo.lndg import FakeLndg, payment_row, rebalance_row
 from core.chart import render_chart, render_chart_async
-from core.lndg import LndgClient, LndgServerError, LndgUnreachable, Payment
+from core.lndg import LndgClient, LndgServerError, LndgUnreachable
 from core.models import Outcome, RunResult, StatLine
-from core.report import DayReport, compute_day
+from core.node_records import Payment
 from core.report_csv import COLUMNS, read_days, write_day
-from core.reporting import FIRST_DAY_KEY, Reporter, ReportUnavailable
+from core.report_delivery import FIRST_DAY_KEY, Reporter, ReportUnavailable
+from core.report_figures import DayReport, compute_day
 from core.state import StateStore
+from sim.lndg import FakeLndg, payment_row, rebalance_row
 
 BERLIN = ZoneInfo("Europe/Berlin")
 A, B, C = "879609302301671425", "879609302301671426", "879609302301671427"
@@ -118,7 +119,6 @@ def add_days(fake: FakeLndg, store: StateStore, days: list[date]) -> None:
     store.record_stat_lines(
         [(line, "", "") for line in lines],
         (1, (position or (1, 0))[1] + 100),
-        notify=False,
         read_from=position,
     )
 
@@ -155,7 +155,6 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
     store.record_stat_lines(
         [(StatLine(int(utc("2026-11-24T15:00:00").timestamp()), A, C, 70_000_000, 14_000), "", "")],
         (1, 999),
-        notify=False,
         read_from=position,
     )
     for outcome in (Outcome.SUCCESS, Outcome.NO_ROUTE, Outcome.NO_ROUTE, Outcome.DRY_RUN):
@@ -360,7 +359,7 @@ async def test_lndg_error_stops_the_round_and_recovery_sends(
 
 async def test_lndg_stopped_at_report_time(tmp_path: Path, store: StateStore) -> None:
     payments, rebalancer, lines = day_rows(DAY)
-    store.record_stat_lines([(line, "", "") for line in lines], (1, 10), notify=False)
+    store.record_stat_lines([(line, "", "") for line in lines], (1, 10))
     store.put_value(FIRST_DAY_KEY, DAY.isoformat())
     server = FakeLndg(payments=payments, rebalancer=rebalancer).start()
     port = server.port
