@@ -48,7 +48,7 @@ def run_simulations(out: Verdicts, quick: bool) -> None:
     out.line(
         "== simulation: the daemon's Engine + Planner vs the original tool's scheduling "
         "(cross product, barrier, sleep, no locks) on the same nodes, same seeds; regolancer "
-        f"modelled in-process (bench/simulate.py), virtual clock; {base.workers} workers, "
+        f"modelled in-process (sim/model.py, as the demo), virtual clock; {base.workers} workers, "
         f"SLEEP_SECONDS={base.sleep_seconds}, {base.horizon_hours:g} simulated hours per node =="
     )
     for size, seeds in sizes:

@@ -22,8 +22,10 @@ Attribution rules (the contract is /work/shared/contracts/lndg.md):
   added to the node total: it was a real rebalance on this node, and this way
   node = LNDg + daemon + other holds exactly and the daemon's share never exceeds 100 %.
 - Other tools: the day's remaining rebalance payments.
-- The daemon's runs of the day (by start time): dry runs never started and runs stopped at
-  shutdown decided nothing, so neither counts as an attempt.
+- The daemon's runs of the day (by start time): dry runs never started, runs stopped at
+  shutdown decided nothing, and a pair regolancer found no longer qualified tried no route,
+  so none of them counts as an attempt (the planner does not count the last against the
+  pair either); the last are listed on their own.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class RunStats:
     failures: Mapping[Outcome, int] = field(default_factory=dict)
     stopped: int = 0
     dry_runs: int = 0
+    # regolancer found the pair no longer qualified by its live balances: no route was tried.
+    not_qualified: int = 0
 
     @property
     def failed(self) -> int:
@@ -115,6 +119,7 @@ class RunStats:
             dict(failures),
             self.stopped + other.stopped,
             self.dry_runs + other.dry_runs,
+            self.not_qualified + other.not_qualified,
         )
 
 
@@ -303,9 +308,11 @@ def _match(
 def _run_stats(runs: Iterable[RunResult]) -> RunStats:
     outcomes = Counter(run.outcome for run in runs)
     dry, stopped = outcomes.pop(Outcome.DRY_RUN, 0), outcomes.pop(Outcome.STOPPED, 0)
+    not_qualified = outcomes.pop(Outcome.NOT_QUALIFIED, 0)
     successes = outcomes.get(Outcome.SUCCESS, 0)
     failures = {o: n for o, n in outcomes.items() if o.is_failure}
-    return RunStats(successes + sum(failures.values()), successes, failures, stopped, dry)
+    attempts = successes + sum(failures.values())
+    return RunStats(attempts, successes, failures, stopped, dry, not_qualified)
 
 
 def compute_day(
@@ -447,6 +454,8 @@ def format_summary(report: DayReport) -> str:
             text += "; failed: " + ", ".join(f"{o.describe} {n}" for o, n in ordered)
     else:
         text = "Runs: none"
+    if runs.not_qualified:
+        text += f"; {runs.not_qualified} no longer qualified"
     if runs.dry_runs:
         text += f"; {runs.dry_runs} dry run{'' if runs.dry_runs == 1 else 's'}"
     lines.append(text)

@@ -269,6 +269,45 @@ def test_bot_api_back_after_a_start_up_outage_gets_the_started_message(
     assert len([t for t in sent_texts(telegram) if "started" in t]) == 1
 
 
+def test_rebalancing_does_not_wait_for_an_unreachable_bot_api(
+    tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    """A Tor-only node, DNS at boot: the engine starts at once, the chat catches up later."""
+    telegram.go_down("refuse")
+    with FakeLndg() as lndg:
+        node = bot_node(tmp_path, lndg, telegram, sleep_seconds=3600)
+        node.set_scenario({"outcome": "success", "steps": 1, "delay": 0.05})
+        daemon = Daemon(node).start()
+        try:
+            daemon.wait_for_log(r"Telegram Bot API unreachable .*rebalancing goes on", timeout=30)
+            # the first cycle runs while Telegram is still down, and its rebalances land
+            daemon.wait_for_log("cycle finish: [1-9][0-9]* runs", timeout=30)
+            wait_until(lambda: node.ledger(), 30, "a ledger row while Telegram is down")
+            assert telegram.calls_to("sendMessage") == []
+            telegram.come_back()
+            telegram.wait_for_message(CHAT, text="started", timeout=30)
+            wait_until(
+                lambda: arrows(sent_texts(telegram)) == len(node.ledger()),
+                30,
+                "every rebalance in the chat",
+            )
+            code, _ = daemon.stop()
+        finally:
+            daemon.kill()
+    assert code == 0
+    texts = sent_texts(telegram)
+    # the start-up message first, then what landed while the chat was away, each once
+    assert "started" in texts[0]
+    assert len([t for t in texts if "started" in t]) == 1
+    assert arrows(texts) == len(node.ledger()) > 0
+    assert "Telegram connected" in daemon.output
+
+
+def arrows(texts: list[str]) -> int:
+    """Rebalances told in the chat: one `→` per rebalance line."""
+    return sum(t.count("→") for t in texts)
+
+
 def test_connection_cut_while_polling_starts_does_not_end_the_daemon(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:

@@ -150,6 +150,7 @@ def test_attribution_across_three_shares() -> None:
         run("2026-11-24T20:00:00", Outcome.ROUTE_TIMEOUT),
         run("2026-11-24T21:00:00", Outcome.DRY_RUN),
         run("2026-11-24T22:00:00", Outcome.STOPPED),
+        run("2026-11-24T22:10:00", Outcome.NOT_QUALIFIED),  # no route tried: not an attempt
         run("2026-11-23T22:00:00", Outcome.NO_ROUTE),  # the 23rd in Berlin
     ]
 
@@ -175,6 +176,7 @@ def test_attribution_across_three_shares() -> None:
         failures={Outcome.NO_ROUTE: 4, Outcome.ROUTE_TIMEOUT: 1},
         stopped=1,
         dry_runs=1,
+        not_qualified=1,
     )
     assert report.runs.success_rate == pytest.approx(37.5)
     assert report.runs.failed == 5
@@ -190,7 +192,7 @@ def test_summary_text() -> None:
         daemon=Share(3, 570_000_000, 104_000),
         other=Share(2, 50_000_000, 3_000),
         unmatched=Share(1, 70_000_000, 14_000),
-        runs=RunStats(8, 3, {Outcome.NO_ROUTE: 4, Outcome.ROUTE_TIMEOUT: 1}, 1, 1),
+        runs=RunStats(8, 3, {Outcome.NO_ROUTE: 4, Outcome.ROUTE_TIMEOUT: 1}, 1, 1, 2),
     )
     assert format_summary(report) == (
         "Rebalancing on Tue 2026-11-24 (Europe/Berlin)\n"
@@ -201,7 +203,7 @@ def test_summary_text() -> None:
         "LNDg: 2 · 150,000 sat · 17.5 sat fees (116 ppm)\n"
         "Other tools: 2 · 50,000 sat · 3 sat fees (60 ppm)\n"
         "Runs: 8 attempts, 3 succeeded (37.5%); failed: no route 4, route search timed out 1"
-        "; 1 dry run"
+        "; 2 no longer qualified; 1 dry run"
     )
 
 
