@@ -180,8 +180,8 @@ class Commands:
         markup = InlineKeyboardMarkup(
             [
                 [
-                    InlineKeyboardButton("Confirm", callback_data=f"ok:{token}"),
-                    InlineKeyboardButton("Cancel", callback_data=f"no:{token}"),
+                    InlineKeyboardButton(render.CONFIRM, callback_data=f"ok:{token}"),
+                    InlineKeyboardButton(render.CANCEL, callback_data=f"no:{token}"),
                 ]
             ]
         )
@@ -345,9 +345,7 @@ class Commands:
         rows = read_days(self.reporter.csv_path)
         if rows and update.effective_message is not None:
             chart = await render_chart_async(rows, end=today)
-            await update.effective_message.reply_photo(
-                chart, caption="Node rebalancing, last 30 days"
-            )
+            await update.effective_message.reply_photo(chart, caption=render.CHART_CAPTION)
 
     async def unknown(self, update: Update, context: Context) -> None:
         text = update.effective_message.text if update.effective_message else None

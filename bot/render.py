@@ -289,6 +289,8 @@ def not_paused(switches: Mode, now: float, zone: dt.tzinfo) -> str:
     return f"Not paused ({mode(switches, now, zone)})."
 
 
+CONFIRM, CANCEL = "Confirm", "Cancel"
+CHART_CAPTION = "Node rebalancing, last 30 days"
 CYCLE_STARTED = "Cycle started; rebalances will appear here as they land."
 CYCLE_RUNNING = "A cycle is running now; /status shows its runs."
 CONFIRMATION_VOID = "This confirmation expired or is not valid; send the command again."

@@ -15,7 +15,7 @@ from tests.daemon_process import REPO, processes_mentioning, wait_until
 
 BANNER = "SIMULATION — no real node, no real payments"
 PAIR_LINE = re.compile(r"SRC .+ \(LOCAL \d+%\) -> TGT .+ \(LOCAL \d+%\)")
-REBALANCED = re.compile(r"rebalanced (\d+) sat .+ -> .+, fee")
+REBALANCED = re.compile(r"rebalanced ([\d,]+) sat .+ -> .+, fee")
 STATUS_MOVED = re.compile(rf"{BANNER} \| .*this daemon moved ([\d,]+) sats in (\d+) rebalances")
 REPORT_COUNT = re.compile(r"^rebalances by this daemon: (\d+), ([\d,]+) sat\b", re.MULTILINE)
 TOKEN = "123456:demo-test-token"
@@ -94,7 +94,7 @@ def test_demo_runs_the_daemon_live_and_reports(tmp_path: Path) -> None:
     assert 0 < int(learned.group(2)) <= int(learned.group(1))
     assert PAIR_LINE.search(out)
     assert re.search(r"worker \d: started SRC", out)
-    assert [int(n) for n in REBALANCED.findall(out)]
+    assert [int(n.replace(",", "")) for n in REBALANCED.findall(out)]
     # The simulated node's balances follow the daemon's rebalances.
     assert re.search(
         r"simulated node: rebalance by this daemon: [\d,]+ sat out of .+ \(local \d+% -> \d+%\), "

@@ -197,9 +197,9 @@ def test_unusable_state_database_stops_start_up_with_one_line(node: Node, kind: 
         with sqlite3.connect(database) as db:
             db.execute("PRAGMA user_version = 99")
         expected = (
-                f"is schema v99, newer than this version (v{core.state.SCHEMA_VERSION}); "
-                "upgrade regolancer-orchestrator"
-            )
+            f"is schema v99, newer than this version (v{core.state.SCHEMA_VERSION}); "
+            "upgrade regolancer-orchestrator"
+        )
     else:
         database.write_bytes(b"this is not an SQLite database, not even close" * 100)
         expected = "file is not a database"
