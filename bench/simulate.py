@@ -5,7 +5,8 @@ node and of regolancer (`sim.model`, which the demo plays too), in one process, 
 clock (`bench.vclock`): hours pass in seconds.
 
 - daemon: the real `core.engine.Engine` with its real `core.planner.Planner`, driven like the
-  daemon drives it (a cycle, then `next_cycle_delay()`), with a simulated runner.
+  daemon drives it (`core.runtime.Cycles`: a cycle, then `next_cycle_delay()`), with a
+  simulated runner.
 - baseline: the original tool: every cycle the full cross product of the pairing rule, run in
   order on MAX_WORKERS workers with no channel locks, the whole cycle awaited, then
   SLEEP_SECONDS.
@@ -51,6 +52,7 @@ from core.models import Channel, Outcome, Pair, RunResult
 from core.node_records import LndgRebalance, Payment
 from core.pairing import build_pairs, make_pair
 from core.planner import Planner, PlannerConfig, PolicySwitches
+from core.runtime import Cycles
 from core.settings import load_settings
 from core.state import StateStore
 from sim.model import Node, RouteModel
@@ -548,13 +550,11 @@ async def run_daemon(
         history=node.history if config.history_attempts else None,
     )
 
-    async def daemon() -> None:
-        while True:
-            await engine.cycle()
-            await asyncio.sleep(engine.next_cycle_delay())
-
+    cycles = Cycles(engine, clock=loop.wall)  # the daemon's own cycle loop, on virtual time
     try:
-        end = await _drive(node, meter, asyncio.create_task(daemon()), config.horizon_hours * 3600)
+        end = await _drive(
+            node, meter, asyncio.create_task(cycles.run()), config.horizon_hours * 3600
+        )
     finally:
         store.close()
     return _result("daemon", node, meter, end)

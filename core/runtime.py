@@ -130,6 +130,42 @@ async def stop_services(services: Services) -> None:
         log.error("ledger not read at shutdown: %s", exc)
 
 
+class Cycles:
+    """A cycle, then the pause the engine asks for (SLEEP_SECONDS unless work is waiting).
+
+    So cycles never overlap, and a busy event loop delays the next one, never drops it.
+    `sleep` is injected: the simulation (bench/) runs the same loop on a virtual clock.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.sleep = sleep
+        self.clock = clock
+        self._next_at: float | None = None
+
+    def next_at(self) -> float | None:
+        """When the next cycle starts (a Unix time); None while one runs."""
+        return self._next_at
+
+    async def run(self) -> None:
+        while not self.engine.stopping:
+            try:
+                await self.engine.cycle()
+            except Exception as exc:  # a bug must not end the cycles: logged, tried again
+                log.error("cycle raised an exception: %s: %s", type(exc).__name__, exc)
+            delay = self.engine.next_cycle_delay()
+            self._next_at = self.clock() + delay
+            try:
+                await self.sleep(delay)
+            finally:
+                self._next_at = None
+
+
 class Runtime:
     """Runs one daemon until SIGTERM or SIGINT; returns its exit code."""
 
@@ -163,22 +199,8 @@ class Runtime:
         reports = DailyReports(services.reporter, engine, report_to(feed))
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
 
-        async def cycle_then_sleep() -> None:
-            # A cycle, then the pause the engine asks for (SLEEP_SECONDS unless work is
-            # waiting), so cycles never overlap.
-            try:
-                await engine.cycle()
-            finally:
-                if scheduler.running and not self._stopping.is_set():
-                    _cycle_job(scheduler, cycle_then_sleep, engine.next_cycle_delay())
-
-        def next_cycle() -> float | None:
-            job = scheduler.get_job("cycle")
-            return job.next_run_time.timestamp() if job and job.next_run_time else None
-
-        control = Control(engine, Schedule(next_cycle))
-        control.schedule = Schedule(next_cycle, self._start_manual(control))
-        _cycle_job(scheduler, cycle_then_sleep, 0)
+        cycles = Cycles(engine)
+        control = Control(engine, Schedule(cycles.next_at, self._start_manual(engine)))
         _every(scheduler, "ledger", LEDGER_POLL_SECONDS, _guarded("ledger", engine.poll_ledger))
         _every(scheduler, "feed", FEED_FLUSH_SECONDS, _guarded("feed", pump.flush), first=0.5)
         _every(scheduler, "report", REPORT_CHECK_SECONDS, _guarded("report", reports.tick), 5)
@@ -193,6 +215,7 @@ class Runtime:
             settings.sleep_seconds,
             settings.max_workers,
         )
+        cycling = asyncio.create_task(cycles.run(), name="cycles")
         if face is not None:
             face.start(control, services.reporter, self.stop)
         await self._stopping.wait()
@@ -201,6 +224,8 @@ class Runtime:
         # The engine first: the running cycle then ends by itself and records its runs
         # as stopped, instead of being cancelled by the scheduler.
         await stop_services(services)
+        cycling.cancel()  # the cycle has ended; this ends the sleep after it
+        await asyncio.gather(cycling, return_exceptions=True)
         engine.events.emit(DaemonStopping(control.mode()))
         try:
             await asyncio.wait_for(pump.flush(), FAREWELL_SECONDS)
@@ -212,10 +237,10 @@ class Runtime:
             await face.stop()
         scheduler.shutdown(wait=False)
 
-    def _start_manual(self, control: Control) -> Callable[[], asyncio.Task[object]]:
+    def _start_manual(self, engine: Engine) -> Callable[[], asyncio.Task[object]]:
         def start() -> asyncio.Task[object]:
             task: asyncio.Task[object] = asyncio.create_task(
-                control.run_cycle(), name="manual cycle"
+                engine.cycle(ignore_pause=True), name="manual cycle"
             )
             self._manual.add(task)  # a reference, so the task is not collected mid-cycle
             task.add_done_callback(self._manual.discard)
@@ -226,20 +251,6 @@ class Runtime:
 
 def _in(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-
-
-def _cycle_job(
-    scheduler: AsyncIOScheduler, job: Callable[[], Awaitable[None]], delay: float
-) -> None:
-    scheduler.add_job(
-        job,
-        "date",
-        run_date=_in(delay),
-        id="cycle",
-        replace_existing=True,
-        # a busy event loop must delay the next cycle, never drop it
-        misfire_grace_time=None,
-    )
 
 
 def _every(
