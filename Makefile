@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: venv test lint typecheck unit clean demo bench
+.PHONY: venv test check lint typecheck unit unit-fast clean demo bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ unit: venv
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The fast lane, while working: lint, types and the unit tests, leaving out the tests marked
+# subprocess, soak or crash (pyproject.toml). `make test` runs everything; CI runs `make test`.
+unit-fast: venv
+	$(BIN)/pytest -q -m "not subprocess and not soak and not crash"
+
+check: lint typecheck unit-fast
 
 # Benchmarks and the planner-vs-original simulation (prints figures; not part of `test`).
 bench: venv

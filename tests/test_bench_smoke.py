@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess  # runs `python -m bench` as a child process
+
 REPO = Path(__file__).resolve().parents[1]
 
 # One pattern per figure the issue asks for; each must be printed.

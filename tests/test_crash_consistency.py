@@ -28,6 +28,8 @@ from sim.lndg import FakeLndg, channel_row
 from sim.telegram import Call, FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
 
+pytestmark = [pytest.mark.crash, pytest.mark.subprocess]
+
 CHAT = 4242
 TOKEN = "123456:crash-consistency-token"
 HARD_KILLS = 22

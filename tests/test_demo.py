@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sim.telegram import FakeTelegram
 from tests.daemon_process import REPO, processes_mentioning, wait_until
+
+pytestmark = pytest.mark.subprocess  # every test starts `python -m bot demo`
 
 BANNER = "SIMULATION — no real node, no real payments"
 PAIR_LINE = re.compile(r"SRC .+ \(LOCAL \d+%\) -> TGT .+ \(LOCAL \d+%\)")

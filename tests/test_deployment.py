@@ -119,6 +119,7 @@ def systemd_analyze() -> str:
     return tool
 
 
+@pytest.mark.subprocess
 def test_unit_passes_systemd_analyze_verify(systemd_analyze: str, tmp_path: Path) -> None:
     result = analyze(systemd_analyze, "verify", "--man=no", str(runnable_unit(tmp_path)))
     output = (result.stdout + result.stderr).strip()
@@ -127,6 +128,7 @@ def test_unit_passes_systemd_analyze_verify(systemd_analyze: str, tmp_path: Path
     assert not [line for line in output.splitlines() if UNIT_COMPLAINTS.search(line)], output
 
 
+@pytest.mark.subprocess
 def test_verify_check_catches_a_misspelt_key(systemd_analyze: str, tmp_path: Path) -> None:
     # Guards the test above: on this systemd, a typo is reported in words we look for.
     broken = runnable_unit(tmp_path, extra="[Service]\nProtectSystm=strict\nRestart=sometimes\n")
@@ -139,6 +141,7 @@ def test_verify_check_catches_a_misspelt_key(systemd_analyze: str, tmp_path: Pat
     assert len(complaints) == 2, complaints
 
 
+@pytest.mark.subprocess
 def test_unit_hardening_exposure_stays_low(systemd_analyze: str, tmp_path: Path) -> None:
     if systemd_version(systemd_analyze) < 250:
         pytest.skip("systemd-analyze security --offline needs systemd >= 250")
@@ -264,6 +267,7 @@ def hadolint_binary() -> str | None:
     return shutil.which("hadolint", path=beside_python + os.pathsep + os.environ.get("PATH", ""))
 
 
+@pytest.mark.subprocess
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = hadolint_binary()
     if hadolint is None:
@@ -428,6 +432,7 @@ class ImageReplay:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.subprocess
 def test_dockerfile_install_steps_work_in_a_clean_virtualenv(tmp_path: Path) -> None:
     image = ImageReplay(tmp_path)
     image.replay(DOCKER)

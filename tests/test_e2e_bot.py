@@ -14,6 +14,8 @@ from sim.lndg import FakeLndg, channel_row
 from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node, bot_node, running, wait_until
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon as a child process
+
 CHAT = 4242
 OPERATOR = 4242
 STRANGER = 999

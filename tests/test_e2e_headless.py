@@ -15,6 +15,8 @@ import pytest
 from sim.lndg import FakeLndg, channel_row, payment_row
 from tests.daemon_process import Node, busy_overlaps, run_cli, running, wait_until
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon or a CLI run
+
 SOURCES = ["800000x1x0", "800000x2x0", "800000x3x0"]
 TARGETS = ["800000x11x0", "800000x12x0", "800000x13x0", "800000x14x0"]
 

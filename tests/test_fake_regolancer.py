@@ -86,6 +86,7 @@ def test_is_a_standalone_executable():
     assert not re.search(r"^\s*(from|import)\s+(core|tests|bot)\b", source, re.M)
 
 
+@pytest.mark.subprocess
 def test_success_appends_stat_lines(fake):
     fake.scenario({"outcome": "success", "steps": 3, "delay": 0, "fee_sat": 5})
     before = int(time.time())
@@ -111,6 +112,7 @@ def test_success_appends_stat_lines(fake):
     assert len(stat_lines(fake.stat)) == 1 + 3 + 3
 
 
+@pytest.mark.subprocess
 def test_precreated_stat_file_gets_no_header(fake):
     fake.stat.touch()
     assert fake.run("--config", str(fake.config())).returncode == 0
@@ -118,6 +120,7 @@ def test_precreated_stat_file_gets_no_header(fake):
     assert line.split(",")[1:] == ["111", "222", "50000000", "12000"]
 
 
+@pytest.mark.subprocess
 def test_record(fake):
     done = fake.run("-f", str(fake.config()), env={**fake.env, "LNDG_PASS": "p", "NO_COLOR": "1"})
     assert done.returncode == 0
@@ -156,6 +159,7 @@ def test_record(fake):
         ({"min_amount": 60000}, "minimum amount should be less than amount"),
     ],
 )
+@pytest.mark.subprocess
 def test_config_errors_are_fatal(fake, values, message):
     done = fake.run("-f", str(fake.config(**values)))
     assert done.returncode == 1
@@ -165,6 +169,7 @@ def test_config_errors_are_fatal(fake, values, message):
     assert fake.records()[0]["outcome"] == "config_error"
 
 
+@pytest.mark.subprocess
 def test_unknown_keys_are_ignored(fake):
     assert fake.run("-f", str(fake.config(made_up_key=1.5))).returncode == 0
 
@@ -178,11 +183,13 @@ def test_unknown_keys_are_ignored(fake):
         ["-f"],
     ],
 )
+@pytest.mark.subprocess
 def test_bad_invocations(fake, args):
     done = fake.run(*args)
     assert done.returncode == 1
 
 
+@pytest.mark.subprocess
 def test_toml_path_is_not_json(fake):
     path = fake.config("config.toml.json")
     done = fake.run("-f", str(path))
@@ -190,6 +197,7 @@ def test_toml_path_is_not_json(fake):
     assert "toml" in done.stderr
 
 
+@pytest.mark.subprocess
 def test_not_json(fake, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{nope")
@@ -198,6 +206,7 @@ def test_not_json(fake, tmp_path):
     assert "Error reading config file" in done.stderr
 
 
+@pytest.mark.subprocess
 def test_info_pays_nothing(fake):
     done = fake.run("-f", str(fake.config()), "--info")
     assert done.returncode == 0
@@ -217,6 +226,7 @@ def test_info_pays_nothing(fake):
         ("crash", 2, "panic: runtime error"),
     ],
 )
+@pytest.mark.subprocess
 def test_failure_outcomes(fake, outcome, code, needle):
     fake.scenario({"outcome": outcome, "delay": 0})
     done = fake.run("-f", str(fake.config()))
@@ -227,6 +237,7 @@ def test_failure_outcomes(fake, outcome, code, needle):
         assert "goroutine 1 [running]:" in done.stderr
 
 
+@pytest.mark.subprocess
 def test_rebalance_timeout_after_rapid_steps(fake):
     fake.scenario({"outcome": "rebalance_timeout", "steps": 2, "delay": 0})
     done = fake.run("-f", str(fake.config()))
@@ -234,6 +245,7 @@ def test_rebalance_timeout_after_rapid_steps(fake):
     assert len(stat_lines(fake.stat)) == 1 + 2
 
 
+@pytest.mark.subprocess
 def test_pairs_override_default_and_scenario_is_reread(fake):
     fake.scenario({"outcome": "success", "delay": 0}, {"111>222": {"outcome": "no_route"}})
     assert fake.run("-f", str(fake.config())).returncode == 1
@@ -242,12 +254,14 @@ def test_pairs_override_default_and_scenario_is_reread(fake):
     assert fake.run("-f", str(fake.config())).returncode == 2
 
 
+@pytest.mark.subprocess
 def test_short_channel_ids(fake):
     assert fake.run("-f", str(fake.config(**{"from": ["800000x1234x1"]}))).returncode == 0
     (line,) = stat_lines(fake.stat)[1:]
     assert line.split(",")[1] == str(800000 << 40 | 1234 << 16 | 1)
 
 
+@pytest.mark.subprocess
 def test_half_line(fake):
     fake.scenario({"outcome": "half_line"})
     assert fake.run("-f", str(fake.config())).returncode == 0
@@ -257,6 +271,7 @@ def test_half_line(fake):
     assert text.count("\n") == 1
 
 
+@pytest.mark.subprocess
 def test_slow(fake):
     fake.scenario({"outcome": "slow", "sleep": 0.3})
     start = time.monotonic()
@@ -265,6 +280,7 @@ def test_slow(fake):
     assert len(stat_lines(fake.stat)) == 2
 
 
+@pytest.mark.subprocess
 def test_concurrent_writers_share_the_file(fake):
     fake.scenario({"outcome": "success", "steps": 5, "delay": 0})
     procs = [
@@ -302,6 +318,7 @@ def start(fake: Fake, **scenario: Any) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stderr.readline()
 
 
+@pytest.mark.subprocess
 def test_hang_exits_1_on_sigint(fake):
     proc, _ = start(fake, outcome="hang")
     time.sleep(0.2)
@@ -311,6 +328,7 @@ def test_hang_exits_1_on_sigint(fake):
     assert fake.records()[0]["outcome"] == "hang+sigint"
 
 
+@pytest.mark.subprocess
 def test_hang_can_ignore_sigint(fake):
     proc, _ = start(fake, outcome="hang", ignore_signals=["SIGINT"])
     proc.send_signal(signal.SIGINT)
@@ -321,6 +339,7 @@ def test_hang_can_ignore_sigint(fake):
     assert fake.records()[0]["outcome"] == "hang+sigterm"
 
 
+@pytest.mark.subprocess
 def test_spawn_grandchild_shares_the_group(fake):
     proc, line = start(fake, outcome="spawn_grandchild")
     grandchild = int(line.rsplit(" ", 1)[1])
@@ -335,6 +354,7 @@ def test_spawn_grandchild_shares_the_group(fake):
     assert record["grandchild_pid"] == grandchild
 
 
+@pytest.mark.subprocess
 def test_stdlib_only():
     # Runs under a bare interpreter with no site-packages.
     done = subprocess.run(

@@ -464,6 +464,7 @@ async def test_application_answers_ping(fake: FakeTelegram) -> None:
 # ----------------------------------------------------------------------------- process mode
 
 
+@pytest.mark.subprocess
 def test_runs_as_a_process(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     proc = subprocess.Popen(

@@ -590,6 +590,7 @@ def test_base_url_must_be_http() -> None:
 # -- the fake as a separate process ----------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
     rows = tmp_path / "channels.json"
     rows.write_text(json.dumps([channel_row(11, alias="Proc"), channel_row(12, is_open=False)]))

@@ -172,6 +172,7 @@ def state_snapshot(node: Node) -> list[Any]:
     ]
 
 
+@pytest.mark.subprocess
 def test_strangers_and_members_not_allowed_change_nothing_and_hear_nothing(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
@@ -225,6 +226,7 @@ def test_strangers_and_members_not_allowed_change_nothing_and_hear_nothing(
     assert len(re.findall(r"dropped \w+ from user 5151", daemon.output)) == 8
 
 
+@pytest.mark.subprocess
 def test_no_secret_leaks_configs_are_private_and_no_shell_is_used(
     tmp_path: Path, telegram: FakeTelegram, template: Path
 ) -> None:

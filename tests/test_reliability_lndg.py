@@ -20,6 +20,8 @@ import pytest
 from sim.lndg import FakeLndg, channel_row
 from tests.daemon_process import Daemon, Node, run_cli
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon or a CLI run
+
 SECRET = "lndg-password-that-must-not-leak"
 
 

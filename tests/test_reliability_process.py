@@ -16,6 +16,8 @@ from sim.lndg import FakeLndg
 from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon
+
 TOKEN = "123456:process-faults-token"
 CHAT = 4242
 
@@ -60,6 +62,7 @@ def test_signal_mid_run_stops_the_run_records_it_and_exits_0(
     assert "Traceback" not in daemon.output
 
 
+@pytest.mark.crash
 def test_sigkill_mid_burst_then_restart_records_every_line_once(
     tmp_path: Path, lndg: FakeLndg
 ) -> None:

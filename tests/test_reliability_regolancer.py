@@ -19,6 +19,8 @@ import pytest
 from sim.lndg import FakeLndg
 from tests.daemon_process import FAKE_REGOLANCER, Daemon, Node, run_cli, wait_until
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon
+
 
 @pytest.fixture
 def lndg() -> Iterator[FakeLndg]:

@@ -46,6 +46,7 @@ def amounts(node: Node) -> list[int]:
     return [row[3] // 1000 - 50_000 for row in node.ledger()]
 
 
+@pytest.mark.subprocess
 def test_truncated_and_deleted_stat_csv_is_read_again_from_the_start(node: Node) -> None:
     node.stat.write_text(HEADER + line(1) + line(2))
     daemon = Daemon(node).start()
@@ -68,6 +69,7 @@ def test_truncated_and_deleted_stat_csv_is_read_again_from_the_start(node: Node)
     assert "Traceback" not in daemon.output
 
 
+@pytest.mark.subprocess
 def test_unreadable_stat_csv_alerts_once_and_loses_nothing(node: Node) -> None:
     node.stat.write_text(HEADER + line(1))
     daemon = Daemon(node, file_modes=True).start()
@@ -114,6 +116,7 @@ def lock_while_appending(node: Node, seconds: float, *lines: str) -> None:
 
 
 @pytest.mark.parametrize("seconds", [3.0, 8.0], ids=["within-busy-timeout", "beyond-it"])
+@pytest.mark.subprocess
 def test_locked_state_database_delays_but_loses_nothing(node: Node, seconds: float) -> None:
     node.stat.write_text(HEADER + line(1))
     daemon = Daemon(node).start()
@@ -135,6 +138,7 @@ def test_locked_state_database_delays_but_loses_nothing(node: Node, seconds: flo
         assert "Traceback" not in daemon.output  # one line per event
 
 
+@pytest.mark.subprocess
 def test_cycles_go_on_after_the_event_loop_was_held_up(node: Node) -> None:
     node.stat.write_text(HEADER + line(1))
     daemon = Daemon(node).start()
@@ -191,6 +195,7 @@ def test_failed_migration_leaves_the_old_state_intact(
 
 
 @pytest.mark.parametrize("kind", ["newer-schema", "not-a-database"])
+@pytest.mark.subprocess
 def test_unusable_state_database_stops_start_up_with_one_line(node: Node, kind: str) -> None:
     database = node.data / "state.sqlite3"
     if kind == "newer-schema":
@@ -214,6 +219,7 @@ def test_unusable_state_database_stops_start_up_with_one_line(node: Node, kind: 
 
 
 @pytest.mark.parametrize("kind", ["read-only", "under-a-file"])
+@pytest.mark.subprocess
 def test_data_dir_not_writable_is_a_clear_error_at_start(tmp_path: Path, kind: str) -> None:
     with FakeLndg() as lndg:
         node = Node(tmp_path, lndg.url)

@@ -229,6 +229,7 @@ def bot_node(tmp_path: Path, lndg: FakeLndg, telegram: FakeTelegram, **extra: An
     )
 
 
+@pytest.mark.subprocess
 def test_bot_api_down_at_start_up_the_daemon_waits_and_stops_promptly(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
@@ -252,6 +253,7 @@ def test_bot_api_down_at_start_up_the_daemon_waits_and_stops_promptly(
         daemon.kill()
 
 
+@pytest.mark.subprocess
 def test_bot_api_back_after_a_start_up_outage_gets_the_started_message(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
@@ -269,6 +271,7 @@ def test_bot_api_back_after_a_start_up_outage_gets_the_started_message(
     assert len([t for t in sent_texts(telegram) if "started" in t]) == 1
 
 
+@pytest.mark.subprocess
 def test_rebalancing_does_not_wait_for_an_unreachable_bot_api(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
@@ -308,6 +311,7 @@ def arrows(texts: list[str]) -> int:
     return sum(t.count("→") for t in texts)
 
 
+@pytest.mark.subprocess
 def test_connection_cut_while_polling_starts_does_not_end_the_daemon(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
@@ -328,6 +332,7 @@ def test_connection_cut_while_polling_starts_does_not_end_the_daemon(
             daemon.kill()
 
 
+@pytest.mark.subprocess
 def test_flapping_bot_api_while_rebalancing_loses_and_repeats_nothing(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:

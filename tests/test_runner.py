@@ -235,6 +235,7 @@ def test_find_binary(tmp_path, fake_bin):
 # --- real runs -------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_success_writes_stat_lines_and_cleans_up(env, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("TELEGRAM_TOKEN", "123:secret")
@@ -284,6 +285,7 @@ async def test_success_writes_stat_lines_and_cleans_up(env, monkeypatch, caplog)
     assert "macaroon" not in caplog.text  # ...but never the config
 
 
+@pytest.mark.subprocess
 async def test_config_is_private_while_running(env):
     env.scenario({"outcome": "slow", "sleep": 1.0})
     task = asyncio.create_task(env.runner().run(make_pair(), worker=1))
@@ -309,6 +311,7 @@ async def test_config_is_private_while_running(env):
         ("half_line", Outcome.SUCCESS, 0, "Success!"),
     ],
 )
+@pytest.mark.subprocess
 async def test_outcomes(env, outcome, expected, exit_code, last):
     env.scenario({"outcome": "success"}, {f"{SOURCE}>{TARGET}": {"outcome": outcome}})
     result = await env.runner().run(make_pair(), worker=2)
@@ -318,6 +321,7 @@ async def test_outcomes(env, outcome, expected, exit_code, last):
     assert env.leftover_configs() == []
 
 
+@pytest.mark.subprocess
 async def test_bad_template_value_is_lnd_error(env):
     # regolancer's own refusal of a float integer key surfaces as a config error.
     runner = env.runner(template={"amount": 50000.0})
@@ -326,6 +330,7 @@ async def test_bad_template_value_is_lnd_error(env):
     assert "cannot unmarshal number 50000.0" in result.last_line
 
 
+@pytest.mark.subprocess
 async def test_hang_is_killed_at_limit(env):
     env.scenario({"outcome": "hang"})
     start = time.monotonic()
@@ -344,6 +349,7 @@ async def test_hang_is_killed_at_limit(env):
     ("ignored", "exit_code"),
     [(["SIGINT"], -signal.SIGTERM), (["SIGINT", "SIGTERM"], -signal.SIGKILL)],
 )
+@pytest.mark.subprocess
 async def test_ignored_signals_escalate(env, ignored, exit_code):
     env.scenario({"outcome": "hang", "ignore_signals": ignored})
     start = time.monotonic()
@@ -356,6 +362,7 @@ async def test_ignored_signals_escalate(env, ignored, exit_code):
     assert env.leftover_configs() == []
 
 
+@pytest.mark.subprocess
 async def test_grandchild_is_killed_with_the_group(env):
     env.scenario({"outcome": "spawn_grandchild"})
     result = await env.runner(timeout_seconds=1.0).run(make_pair(), worker=1)
@@ -372,6 +379,7 @@ async def test_grandchild_is_killed_with_the_group(env):
         os.kill(grandchild, 0)
 
 
+@pytest.mark.subprocess
 async def test_group_left_behind_by_exited_leader_is_stopped(env):
     env.scenario({"outcome": "spawn_grandchild", "exit_after": 0.2})
     start = time.monotonic()
@@ -383,6 +391,7 @@ async def test_group_left_behind_by_exited_leader_is_stopped(env):
     assert "outlived regolancer" in (env.log_dir / "worker-1.log").read_text()
 
 
+@pytest.mark.subprocess
 async def test_cancel_stops_the_group_and_reraises(env):
     env.scenario({"outcome": "spawn_grandchild"})
     task = asyncio.create_task(env.runner(timeout_seconds=30.0).run(make_pair(), worker=1))
@@ -398,6 +407,7 @@ async def test_cancel_stops_the_group_and_reraises(env):
     assert env.leftover_configs() == []
 
 
+@pytest.mark.subprocess
 async def test_stop_all_returns_stopped(env):
     env.scenario({"outcome": "hang", "ignore_signals": ["SIGINT"]})
     runner = env.runner(timeout_seconds=30.0, kill_grace_seconds=(10.0, 10.0))
@@ -436,6 +446,7 @@ async def test_binary_missing(env, tmp_path):
     assert env.records() == []
 
 
+@pytest.mark.subprocess
 async def test_unexecutable_format_is_binary_missing(env, tmp_path):
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00\x01\x02 not a program")
@@ -445,6 +456,7 @@ async def test_unexecutable_format_is_binary_missing(env, tmp_path):
     assert env.leftover_configs() == []
 
 
+@pytest.mark.subprocess
 async def test_worker_log_is_bounded(env):
     env.scenario({"outcome": "success", "steps": 30, "delay": 0})
     runner = env.runner(log_max_bytes=3000)
@@ -458,6 +470,7 @@ async def test_worker_log_is_bounded(env):
     assert sorted(p.name for p in env.log_dir.iterdir()) == ["worker-4.log", "worker-4.log.1"]
 
 
+@pytest.mark.subprocess
 async def test_echo_output(env, caplog):
     caplog.set_level(logging.INFO, logger="regolancer")
     await env.runner(echo_output=True).run(make_pair(), worker=3)
@@ -465,12 +478,14 @@ async def test_echo_output(env, caplog):
     assert any(m.startswith("[worker 3] ") and "Success! Paid" in m for m in messages)
 
 
+@pytest.mark.subprocess
 async def test_no_echo_by_default(env, caplog):
     caplog.set_level(logging.INFO, logger="regolancer")
     await env.runner().run(make_pair(), worker=3)
     assert not [r for r in caplog.records if r.name == "regolancer"]
 
 
+@pytest.mark.subprocess
 async def test_concurrent_runs_overlap(env):
     env.scenario({"outcome": "success", "steps": 3, "delay": 0.2})
     runner = env.runner()

@@ -19,6 +19,8 @@ from sim.lndg import FakeLndg, channel_row
 from sim.telegram import FakeTelegram
 from tests.daemon_process import Daemon, Node
 
+pytestmark = [pytest.mark.soak, pytest.mark.subprocess]
+
 TOKEN = "123456:soak-token"
 CHAT = 4242
 WORKERS = 3

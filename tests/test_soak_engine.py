@@ -25,6 +25,8 @@ from core.settings import load_settings
 from core.state import StateStore
 from tests.test_pairing import channel
 
+pytestmark = pytest.mark.soak  # in-process, but thousands of cycles
+
 CYCLES = 2000
 WARM_UP = 200
 HEAP_GROWTH_BYTES = 2 * 1024 * 1024

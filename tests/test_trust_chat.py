@@ -297,6 +297,7 @@ def reply_to(telegram: FakeTelegram, text: str, expect: str, timeout: float = 15
     return str(telegram.wait_for_message(CHAT, text=expect, timeout=timeout, since=since)["text"])
 
 
+@pytest.mark.subprocess
 def test_every_failing_command_gets_a_reply_and_a_forged_button_changes_nothing(
     node: Node, telegram: FakeTelegram
 ) -> None:
@@ -333,6 +334,7 @@ def test_every_failing_command_gets_a_reply_and_a_forged_button_changes_nothing(
     assert "Traceback" not in daemon.output
 
 
+@pytest.mark.subprocess
 def test_a_command_failing_on_a_locked_database_is_answered(
     node: Node, telegram: FakeTelegram
 ) -> None:
@@ -354,6 +356,7 @@ def test_a_command_failing_on_a_locked_database_is_answered(
     assert daemon.output.count("chat: /exclude failed") == 1
 
 
+@pytest.mark.subprocess
 def test_status_answers_while_pairs_waits_on_a_slow_lndg(
     node: Node, telegram: FakeTelegram, lndg: FakeLndg
 ) -> None:
@@ -380,6 +383,7 @@ def test_status_answers_while_pairs_waits_on_a_slow_lndg(
     assert code == 0
 
 
+@pytest.mark.subprocess
 def test_pause_confirmed_during_a_run_cycle_stops_new_runs_at_once(
     node: Node, telegram: FakeTelegram
 ) -> None:

@@ -99,6 +99,7 @@ async def test_resume_after_pause_lets_the_next_cycle_run(tmp_path: Path) -> Non
 # --- 3. a run that cannot start ---------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_a_run_that_cannot_start_is_recorded_backs_off_alerts_once_and_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -138,6 +139,7 @@ async def test_a_run_that_cannot_start_is_recorded_backs_off_alerts_once_and_rec
     await engine.stop()
 
 
+@pytest.mark.subprocess
 async def test_a_worker_log_on_a_full_disk_loses_log_lines_not_the_run(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()

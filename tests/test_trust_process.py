@@ -21,6 +21,8 @@ from tests.daemon_process import REPO, Daemon, Node, run_cli, running, wait_unti
 from tests.test_e2e_bot import CHAT, TOKEN
 from tests.test_e2e_headless import node_channels
 
+pytestmark = pytest.mark.subprocess  # every test starts the daemon or a CLI run
+
 
 @pytest.fixture
 def lndg() -> Iterator[FakeLndg]:
@@ -36,6 +38,7 @@ def node(tmp_path: Path, lndg: FakeLndg) -> Node:
 # --- 2. one daemon per DATA_DIR ------------------------------------------------------------------
 
 
+@pytest.mark.crash
 def test_a_second_daemon_on_the_same_data_dir_exits_2_while_the_first_keeps_working(
     node: Node,
 ) -> None:

@@ -110,6 +110,7 @@ async def test_the_report_waiting_on_lndg_repeats_no_standing_lndg_alert(
     assert [e.key for e in events if isinstance(e, AlertRaised)] == ["lndg", "report"]
 
 
+@pytest.mark.subprocess
 def test_lndg_rejecting_the_credentials_at_start_is_one_alert_in_the_chat(
     tmp_path: Path,
 ) -> None:

@@ -85,6 +85,7 @@ def started_daemon(tmp_path: Path, lndg: FakeLndg, telegram: FakeTelegram) -> Da
         ),
     ],
 )
+@pytest.mark.subprocess
 def test_a_refusal_is_said_once_the_daemon_rebalances_on_and_stops_cleanly(
     tmp_path: Path, telegram: FakeTelegram, fault: str, said: str
 ) -> None:
