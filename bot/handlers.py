@@ -261,7 +261,7 @@ class Commands:
         await self.reply(update, render.dry_run_plan(planned, len(pairs), len(channels)))
 
     async def run(self, update: Update, context: Context) -> None:
-        if self.control.status().cycle_running:
+        if self.control.cycle_running:
             await self.reply(update, render.CYCLE_RUNNING)
             return
         await self.ask(update, "run")

@@ -106,12 +106,16 @@ class Control:
         return self.mode()
 
     @property
+    def cycle_running(self) -> bool:
+        return self.engine.cycle_running
+
+    @property
     def paused(self) -> bool:
         return self.engine.store.paused_until() is not None
 
     def run_now(self) -> None:
         """Start a cycle now, through a pause set before it (a later pause stops its runs)."""
-        if self.engine.cycle_running:
+        if self.cycle_running:
             raise Refused("A cycle is already running; /status shows its runs.")
         if self.schedule.start_cycle is None:
             raise Refused("Nothing runs cycles in this process.")

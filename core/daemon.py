@@ -24,7 +24,8 @@ from core.state import StateStore, ensure_data_dir
 
 log = logging.getLogger("core.daemon")
 
-# Runs stopped at shutdown get this long to end before they are killed (see core.runtime).
+# Runs stopped at shutdown get this long before they are killed: room inside a 10 s stop
+# timeout (systemd, docker) for the rest of the shutdown (see core.runtime).
 STOP_GRACE_SECONDS = 3.0
 
 

@@ -9,7 +9,7 @@ budget is used up: then runs still going carry over into the next cycle, which t
 starts at once (`next_cycle_delay`).
 
 It also turns new stat CSV lines into ledger rows. It knows nothing of Telegram or of
-scheduling: the daemon (headless or bot) calls `cycle()` and `poll_ledger()` on its timers.
+scheduling: the runtime (`core.runtime`) calls `cycle()` and `poll_ledger()` on its timers.
 """
 
 from __future__ import annotations
