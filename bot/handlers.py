@@ -331,7 +331,8 @@ class Commands:
         except ArgumentError as exc:
             await self.reply(update, render.bad_argument(exc.problem, exc.example))
             return
-        if self.reporter is None:
+        if self.reporter is None:  # a face without the daily report (tests): say so
+            await self.reply(update, render.NO_REPORTS)
             return
         try:
             if days == 1 and last_day < today:
