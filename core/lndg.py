@@ -1,4 +1,5 @@
-"""Read channels, payments and LNDg's own rebalances from LNDg's REST API (read-only).
+"""Read channels, payments, forwards, LNDg's own rebalances and its global AR settings from
+LNDg's REST API (read-only).
 
 Only the HTTP side lives here; the rows it returns are pure types (core.models.Channel,
 core.node_records), so the logic that reads them never imports this adapter.
@@ -15,7 +16,9 @@ The contract is /work/shared/contracts/lndg.md. Points that shape this module:
   to our own base URL with our own filters, so a `next` naming another host (a reverse proxy's
   internal name) is followed safely and can never receive our credentials.
 - A row that does not validate is skipped with a WARNING naming it; the rest are returned and
-  the skipped ones are listed on the result (`Fetched.skipped`). A channel whose role field
+  the skipped ones are listed on the result (`Fetched.skipped`). Rows came but none could be
+  read (channels, forwards) is an `LndgProtocolError`: an LNDg upgrade renamed a field, and
+  an empty answer would pass for "nothing to do". A channel whose role field
   (`ar_in_target` with AR on, else `ar_out_target`) is outside 0..100 is kept, takes no role
   (core.pairing) and is named in one WARNING per value, not one per cycle.
 - No message, log line or exception text carries the password: credentials travel only in the
@@ -40,7 +43,12 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from core.models import Channel
 from core.node_records import (
     PAYMENT_SUCCEEDED,
+    REBALANCE_IN_FLIGHT,
+    REBALANCE_PENDING,
     REBALANCE_SUCCEEDED,
+    ArSettings,
+    ArSettingsError,
+    Forward,
     LndgRebalance,
     Payment,
     as_utc,
@@ -53,6 +61,8 @@ logger = logging.getLogger(__name__)
 CHANNELS_PATH = "/api/channels/"
 PAYMENTS_PATH = "/api/payments/"
 REBALANCER_PATH = "/api/rebalancer/"
+FORWARDS_PATH = "/api/forwards/"
+SETTINGS_PATH = "/api/settings/"
 DEFAULT_PAGE_SIZE = 10_000
 DEFAULT_MAX_PAGES = 1_000
 _USER_AGENT = "regolancer-orchestrator"
@@ -99,6 +109,11 @@ class LndgProtocolError(LndgError):
 
 class LndgServerError(LndgError):
     """LNDg (or a proxy in front of it) answered 5xx on every try."""
+
+
+class LndgSettingError(LndgError):
+    """A global LNDg setting holds a value LNDg's own code cannot read (e.g. AR-MaxFeeRate
+    "abc"); the message names the key. Fixed on LNDg's settings page, not here."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,17 +330,21 @@ class LndgClient:
         params = {"is_open": "true", "is_active": "true", "private": "false"}
         rows = await self._fetch_all(CHANNELS_PATH, params)
         parsed = self._parse(rows, Channel, "channel", "chan_id")
+        self._require_some(rows, parsed, "channels", CHANNELS_PATH)
+        self._warn_role_problems(parsed)
+        return ChannelFetch(parsed, parsed.skipped)
+
+    def _require_some(self, rows: list[Any], parsed: Fetched[M], what: str, path: str) -> None:
+        """Rows came and none validated: a renamed field, not an empty node."""
         if rows and not parsed:
-            url = self.base_url + CHANNELS_PATH
+            url = self.base_url + path
             raise self._fail(
                 LndgProtocolError,
-                f"LNDg at {url} listed {len(rows)} channels and none could be read "
+                f"LNDg at {url} listed {len(rows)} {what} and none could be read "
                 f"({parsed.skipped[0]}): is this LNDg version supported?",
                 url,
                 200,
             )
-        self._warn_role_problems(parsed)
-        return ChannelFetch(parsed, parsed.skipped)
 
     def _warn_role_problems(self, channels: list[Channel]) -> None:
         """One WARNING per channel, field and value outside 0..100, while LNDg keeps it."""
@@ -370,18 +389,22 @@ class LndgClient:
 
     async def fetch_rebalances(
         self,
-        stop_after: datetime,
+        stop_after: datetime | None = None,
         *,
         stop_until: datetime | None = None,
         status: int | None = REBALANCE_SUCCEEDED,
     ) -> Fetched[LndgRebalance]:
-        """LNDg's own rebalances that stopped after `stop_after`, by stop time.
+        """LNDg's own rebalances that stopped after `stop_after`, by stop time, then id.
 
         Only the successful ones unless `status` says otherwise (None: every status). LNDg
         only filters `stop__gt`; `stop_until` (inclusive) is applied here. Naive datetimes
-        are UTC. Rows that fail validation are skipped as for channels.
+        are UTC. Pending (0) and in-flight (1) attempts have no stop yet: ask for them with
+        `stop_after` None (no date filter), or use `fetch_open_rebalances`. Rows that fail
+        validation are skipped as for channels.
         """
-        params = {"stop__gt": _naive_utc_text(stop_after)}
+        params: dict[str, str] = {}
+        if stop_after is not None:
+            params["stop__gt"] = _naive_utc_text(stop_after)
         if status is not None:
             params["status"] = str(status)
         rows = await self._fetch_all(REBALANCER_PATH, params)
@@ -390,8 +413,69 @@ class LndgClient:
             until = as_utc(stop_until)
             kept = [r for r in rebalances if r.stop is not None and r.stop <= until]
             rebalances = Fetched(kept, rebalances.skipped)
-        rebalances.sort(key=lambda r: r.stop or datetime.min.replace(tzinfo=UTC))
+        rebalances.sort(key=lambda r: (r.stop or datetime.min.replace(tzinfo=UTC), r.id))
         return rebalances
+
+    async def fetch_open_rebalances(self) -> Fetched[LndgRebalance]:
+        """LNDg's attempts not finished yet: pending (status 0) and in flight (status 1).
+
+        Two reads, `status=0` then `status=1`, oldest id first; an attempt that moved from
+        pending to in flight between them is listed once. LNDg keys them by `last_hop_pubkey`
+        (the target's peer). Rows that fail validation are skipped as for channels.
+        """
+        pending = await self.fetch_rebalances(None, status=REBALANCE_PENDING)
+        in_flight = await self.fetch_rebalances(None, status=REBALANCE_IN_FLIGHT)
+        by_id = {r.id: r for r in pending}
+        by_id.update((r.id, r) for r in in_flight)  # the later read is the fresher
+        return Fetched(
+            sorted(by_id.values(), key=lambda r: r.id), pending.skipped + in_flight.skipped
+        )
+
+    async def fetch_forwards(
+        self, since: datetime, until: datetime | None = None
+    ) -> Fetched[Forward]:
+        """Forwards LNDg recorded in [since, until) (no upper bound when `until` is None),
+        oldest first; each forward's `fee_sat` is revenue of its `chan_id_out`.
+
+        Half-open, so consecutive windows never count a forward twice. Naive datetimes are
+        UTC; aware ones are converted (LNDg filters on naive UTC). Every page is read (a busy
+        node forwards thousands a day); a row listed twice across pages is kept once. Rows
+        that fail validation are skipped as for channels; none readable at all is an
+        `LndgProtocolError`, so a renamed field never reads as a node that earned nothing.
+        """
+        if until is not None and until < since:
+            raise ValueError("until must not be before since")
+        params = {"forward_date__gte": _naive_utc_text(since)}
+        if until is not None:
+            params["forward_date__lt"] = _naive_utc_text(until)
+        rows = await self._fetch_all(FORWARDS_PATH, params)
+        forwards = self._parse(rows, Forward, "forward", "id")
+        self._require_some(rows, forwards, "forwards", FORWARDS_PATH)
+        forwards.sort(key=lambda forward: (forward.forward_date, forward.id))
+        return forwards
+
+    async def fetch_settings(self) -> ArSettings:
+        """LNDg's global AR settings, with LNDg's code defaults for keys it does not hold.
+
+        Raises `LndgSettingError` naming the key when a setting used here is not a whole
+        number (LNDg's own rebalancer cannot read it either), and the other LndgErrors when
+        LNDg cannot be read. Rows without a text `key` are skipped with a WARNING.
+        """
+        url = self.base_url + SETTINGS_PATH
+        rows = await self._fetch_all(SETTINGS_PATH, {})
+        usable: list[Mapping[str, Any]] = []
+        for index, row in enumerate(rows):
+            if isinstance(row, dict) and isinstance(row.get("key"), str):
+                usable.append(row)
+            else:
+                logger.warning("LNDg setting #%d skipped: not a {key, value} row", index)
+        try:
+            settings = ArSettings.from_rows(usable)
+        except ArSettingsError as exc:
+            raise self._fail(LndgSettingError, f"LNDg at {url}: {exc}", url, 200) from None
+        if settings.defaulted:
+            logger.debug("LNDg holds no %s yet: its defaults apply", ", ".join(settings.defaulted))
+        return settings
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Channel(BaseModel):
     pending_outbound: int = Field(default=0, ge=0)
     pending_inbound: int = Field(default=0, ge=0)
     local_fee_rate: int = 0
+    # The peer's fee rate into us (ppm): what the last hop of a rebalance into this channel
+    # costs at least; LNDg refills a target only while its fee cap stays above it.
+    remote_fee_rate: int = 0
     htlc_count: int = 0
     is_open: bool
     is_active: bool
@@ -60,6 +63,10 @@ class Channel(BaseModel):
     # role uses is judged, by core.pairing, so an odd value elsewhere does not drop the row.
     ar_out_target: int
     ar_in_target: int
+    # LNDg's per-channel refill size (sats) and the share (%) of local_fee_rate it may spend
+    # to refill it. 0 only when LNDg never filled them in (it does on its first sync).
+    ar_amt_target: int = 0
+    ar_max_cost: int = 0
 
     @property
     def effective_local(self) -> int:

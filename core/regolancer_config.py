@@ -1,7 +1,8 @@
 """regolancer's JSON config: the operator's template, checked, plus one pair per run.
 
 The template holds what the operator decides once (connection, amount, fees, timeouts); the
-orchestrator adds what changes per run (`from`, `to`, `pfrom`, `pto`, `stat`). Checks here
+orchestrator adds what changes per run (`from`, `to`, `pfrom`, `pto`, `stat`, and under
+FEE_POLICY=lndg the run's `fee_limit_ppm` and `amount`, see core.spending). Checks here
 catch what regolancer would only report at run time, once per pair, with a Go error.
 """
 
@@ -158,15 +159,42 @@ def check_template(template: Mapping[str, Any], *, source: str = "regolancer tem
         raise TemplateError(f'{source}: "min_amount" must not exceed "amount"')
 
 
-def build_config(template: Mapping[str, Any], pair: Pair, stat_path: Path) -> dict[str, Any]:
+def build_config(
+    template: Mapping[str, Any],
+    pair: Pair,
+    stat_path: Path,
+    *,
+    fee_limit_ppm: int | None = None,
+    amount: int | None = None,
+) -> dict[str, Any]:
     """The config for one run: the template plus this pair and our stat file. Pure.
 
     `from`/`to` are lists of decimal strings (numbers are fatal to regolancer), `pfrom`/`pto`
     JSON integers, and `stat` is always our absolute stat path so successes are counted.
     `perc` is dropped: regolancer would let it override the per-pair `pfrom`/`pto`.
+
+    FEE_POLICY=lndg passes the run's own limits (core.spending.run_limits); None keeps the
+    template's keys, as FEE_POLICY=template does:
+    - `fee_limit_ppm` is written as a JSON integer and `econ_ratio_max_ppm` dropped
+      (regolancer refuses both together; with `fee_limit_ppm` set it ignores `econ_ratio`
+      and `lost_profit`, so those stay as written);
+    - `amount` is written as a JSON integer and `rel_amount_to`/`rel_amount_from` dropped
+      (regolancer refuses both kinds together).
+    Both must be > 0: regolancer reads 0 as "use the default", which for the fee is no cap.
     """
     config = copy.deepcopy(dict(template))
     config.pop("perc", None)
+    if fee_limit_ppm is not None:
+        config["fee_limit_ppm"] = _positive_int("fee_limit_ppm", fee_limit_ppm)
+        config.pop("econ_ratio_max_ppm", None)
+    if amount is not None:
+        config["amount"] = _positive_int("amount", amount)
+        config.pop("rel_amount_to", None)
+        config.pop("rel_amount_from", None)
+        min_amount = config.get("min_amount")
+        if isinstance(min_amount, int) and min_amount > config["amount"]:
+            # regolancer would refuse to start ("minimum amount should be less than amount").
+            raise ValueError(f"amount {amount} is below the template's min_amount {min_amount}")
     config["from"] = [str(pair.source.chan_id)]
     config["to"] = [str(pair.target.chan_id)]
     config["pfrom"] = int(pair.pfrom)
@@ -234,6 +262,13 @@ def write_config(config: Mapping[str, Any], directory: Path) -> Path:
         os.unlink(name)
         raise
     return Path(name)
+
+
+def _positive_int(key: str, value: int) -> int:
+    # A JSON integer: 50000.0 is fatal to regolancer, and a bool is not a number to it.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key} must be a whole number above 0, not {value!r}")
+    return value
 
 
 def _minutes(template: Mapping[str, Any], key: str, default: int) -> int:

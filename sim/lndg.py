@@ -4,9 +4,13 @@ Stdlib only: a `ThreadingHTTPServer` on 127.0.0.1 in a daemon thread.
 
 What it reproduces, and why it matters to a client:
 
-- `GET /api/channels/`, `/api/payments/`, `/api/rebalancer/` with LNDg's filters, DRF limit/offset
-  pagination (default page 100, no cap) and ABSOLUTE `next`/`previous` links built from the Host
-  header with the query keys sorted, as DRF's `replace_query_param` does.
+- `GET /api/channels/`, `/api/payments/`, `/api/rebalancer/`, `/api/forwards/` and
+  `/api/settings/` with LNDg's filters, DRF limit/offset pagination (default page 100, no cap)
+  and ABSOLUTE `next`/`previous` links built from the Host header with the query keys sorted,
+  as DRF's `replace_query_param` does. Forwards and rebalances come newest id first, payments
+  newest first, channels and settings in the order they were added (LNDg sets no ordering).
+- `GET /api/settings/<key>/` with the key percent-decoded as Django does (`AR-Target%25`
+  is `AR-Target%`), and the setting URLs encoded the same way.
 - django-filter parsing: a boolean filter only understands true/false/1/0 (any case); any other
   value makes the filter silently inactive (real behaviour, so `is_open=maybe` returns every row).
   Number and date filters reject malformed values with 400 `{"status": ["Enter a number."]}` /
@@ -57,7 +61,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple, Self
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from core.models import chan_id_to_short_id, short_id_to_chan_id
 
@@ -92,23 +96,42 @@ With `fault_count` set, only that many affected requests see the fault, then it 
 
 DEFAULT_PAGE_SIZE = 100  # LNDg's REST_FRAMEWORK PAGE_SIZE
 _REALM = 'Basic realm="api"'
-_KINDS = ("channels", "payments", "rebalancer")
-_PRIMARY_KEY = {"channels": "chan_id", "payments": "payment_hash", "rebalancer": "id"}
-_TITLES = {"channels": "Channels", "payments": "Payments", "rebalancer": "Rebalancer"}
-_LIST_ROUTE = re.compile(r"^/api/(channels|payments|rebalancer)/$")
-_DETAIL_ROUTE = re.compile(r"^/api/(channels|payments|rebalancer)/([^/]+)/$")
-_NO_SLASH_ROUTE = re.compile(r"^/api(/(channels|payments|rebalancer)(/[^/]+)?)?$")
+_KINDS = ("channels", "payments", "rebalancer", "forwards", "settings")
+_PRIMARY_KEY = {
+    "channels": "chan_id",
+    "payments": "payment_hash",
+    "rebalancer": "id",
+    "forwards": "id",
+    "settings": "key",
+}
+_TITLES = {
+    "channels": "Channels",
+    "payments": "Payments",
+    "rebalancer": "Rebalancer",
+    "forwards": "Forwards",
+    "settings": "Local Settings",
+}
+_KIND_PATTERN = "|".join(_KINDS)
+_LIST_ROUTE = re.compile(rf"^/api/({_KIND_PATTERN})/$")
+_DETAIL_ROUTE = re.compile(rf"^/api/({_KIND_PATTERN})/([^/]+)/$")
+_NO_SLASH_ROUTE = re.compile(rf"^/api(/({_KIND_PATTERN})(/[^/]+)?)?$")
+# What Django's reverse() leaves unencoded in a URL path (RFC 3986 sub-delims and "/~:@").
+_URL_SAFE = "!$&'()*+,;=/~:@"
 
 # Allowed methods per route, as LNDg's viewsets and DRF's router define them.
 _LIST_METHODS = {
     "channels": ("GET", "HEAD", "OPTIONS"),
     "payments": ("GET", "HEAD", "OPTIONS"),
     "rebalancer": ("GET", "POST", "HEAD", "OPTIONS"),
+    "forwards": ("GET", "HEAD", "OPTIONS"),
+    "settings": ("GET", "HEAD", "OPTIONS"),
 }
 _DETAIL_METHODS = {
     "channels": ("GET", "PUT", "HEAD", "OPTIONS"),
     "payments": ("GET", "HEAD", "OPTIONS"),
     "rebalancer": ("GET", "PUT", "HEAD", "OPTIONS"),
+    "forwards": ("GET", "HEAD", "OPTIONS"),
+    "settings": ("GET", "PUT", "HEAD", "OPTIONS"),
 }
 
 # LNDg's filterset_fields: query parameter -> (kind of value, row field, lookup).
@@ -135,6 +158,16 @@ _FILTERS: dict[str, dict[str, tuple[str, str, str]]] = {
         "last_hop_pubkey": ("text", "last_hop_pubkey", "exact"),
         "id__lt": ("number", "id", "lt"),
     },
+    # LNDg's ForwardsFilter; `chan_in_or_out` matches either side (Q(chan_id_in) | Q(chan_id_out)).
+    "forwards": {
+        "chan_in_or_out": ("either", "chan_id_in chan_id_out", "exact"),
+        "forward_date__lte": ("datetime", "forward_date", "lte"),
+        "forward_date__gte": ("datetime", "forward_date", "gte"),
+        "forward_date__lt": ("datetime", "forward_date", "lt"),
+        "forward_date__gt": ("datetime", "forward_date", "gt"),
+        "id__lt": ("number", "id", "lt"),
+    },
+    "settings": {},  # LocalSettingsViewSet has no filters
 }
 _BOOLEAN_WORDS = {"1": True, "0": False, "true": True, "false": False}
 # Django's DATETIME_INPUT_FORMATS and DATE_INPUT_FORMATS, tried after ISO 8601.
@@ -221,6 +254,17 @@ def sample_rebalances() -> list[dict[str, Any]]:
     return _sample_rows("rebalancer.json")
 
 
+def sample_forwards() -> list[dict[str, Any]]:
+    """The three captured forward rows (a page of a longer list: ids 12, 8, 7), fresh copies."""
+    return _sample_rows("forwards.json")
+
+
+def sample_settings() -> dict[str, str]:
+    """The captured settings (AR-MaxFeeRate 800, AR-Outbound% 75, AR-MaxCost% 65, AR-Target% 3)
+    as the key -> value dict `FakeLndg.settings` holds."""
+    return {str(row["key"]): str(row["value"]) for row in _sample_rows("settings.json")}
+
+
 def _naive_utc_text(value: datetime | str | None) -> str | None:
     """LNDg's timestamp form: naive UTC ISO 8601 (DRF omits `.000000` when microseconds are 0)."""
     if value is None or isinstance(value, str):
@@ -303,7 +347,7 @@ def channel_row(
         remote_max_htlc_msat=(capacity - reserve) * 1000,
         alias=f"peer-{short_id}" if alias is None else alias,
         opened_in=block,
-        ar_amt_target=capacity * 5 // 100,  # LNDg's default AR-Target% is 5
+        ar_amt_target=capacity * 3 // 100,  # LNDg's default AR-Target% is 3 (as the sample)
         ar_out_target=ar_out_target,
         ar_in_target=ar_in_target,
         auto_rebalance=auto_rebalance,
@@ -371,15 +415,21 @@ def rebalance_row(
 ) -> dict[str, Any]:
     """One `/api/rebalancer/` row shaped like the sample.
 
-    `stop` defaults to now and `start`/`requested` to `duration` minutes earlier. A successful
+    A finished attempt's `stop` defaults to now and `start`/`requested` to `duration` minutes
+    earlier. An open one has no stop, as in LNDg: pending (status 0) not started either, in
+    flight (status 1) started now unless given; `requested` is never null. A successful
     row (status 2) gets a payment hash and `fees_paid` 0.0 unless given; other statuses keep
     them null, as LNDg does. `outgoing_chan_ids` becomes LNDg's string form `"[1, 2]"`.
     """
     number = next(_ids) if rebalance_id is None else rebalance_id
-    if stop is None:
+    if status == 1 and start is None:
+        start = _utc_now()
+    elif status not in (0, 1) and stop is None:
         stop = _utc_now()
     if start is None and isinstance(stop, datetime):
         start = stop - timedelta(minutes=duration)
+    if requested is None:
+        requested = _utc_now() if start is None else start
     if isinstance(outgoing_chan_ids, str):
         ids_text = outgoing_chan_ids
     else:
@@ -389,7 +439,7 @@ def rebalance_row(
     row.update(
         url=f"http://127.0.0.1:8889/api/rebalancer/{number}/",
         id=number,
-        requested=_naive_utc_text(requested if requested is not None else start),
+        requested=_naive_utc_text(requested),
         start=_naive_utc_text(start),
         stop=_naive_utc_text(stop),
         fees_paid=fees_paid if fees_paid is not None or not succeeded else 0.0,
@@ -404,6 +454,50 @@ def rebalance_row(
         manual=manual,
     )
     _apply_overrides(row, overrides, "a rebalancer row")
+    return row
+
+
+def forward_row(
+    forward_id: int | None = None,
+    *,
+    chan_id_in: str | int,
+    chan_id_out: str | int,
+    forward_date: datetime | str | None = None,
+    amt_out_msat: int = 100_000_000,
+    fee: float = 10.0,
+    inbound_fee: float = 0.0,
+    chan_in_alias: str = "",
+    chan_out_alias: str = "",
+    amt_in_msat: int | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """One `/api/forwards/` row shaped like the sample.
+
+    Channel ids may be decimal or short ids (`800000x1234x1`). `forward_date` (default now)
+    may be aware (converted to naive UTC) or LNDg's naive text. `fee` is in sats, what the node
+    earned; `amt_in_msat` defaults to `amt_out_msat` plus that fee, as LND reports a forward.
+    `forward_id` defaults to a fresh number (LNDg lists forwards by descending id).
+    """
+    number = next(_ids) if forward_id is None else forward_id
+    ids = []
+    for chan in (chan_id_in, chan_id_out):
+        text = str(chan)
+        ids.append(short_id_to_chan_id(text) if "x" in text.lower() else text)
+    row = _sample_rows("forwards.json")[0]
+    row.update(
+        url=f"http://127.0.0.1:8889/api/forwards/{number}/",
+        id=number,
+        forward_date=_naive_utc_text(forward_date or _utc_now()),
+        chan_id_in=ids[0],
+        chan_id_out=ids[1],
+        chan_in_alias=chan_in_alias,
+        chan_out_alias=chan_out_alias,
+        amt_in_msat=amt_out_msat + round(fee * 1000) if amt_in_msat is None else amt_in_msat,
+        amt_out_msat=amt_out_msat,
+        fee=float(fee),
+        inbound_fee=float(inbound_fee),
+    )
+    _apply_overrides(row, overrides, "a forward row")
     return row
 
 
@@ -499,6 +593,13 @@ def _check(
     return lambda row: _compare(lookup, convert(row.get(row_field)), wanted)
 
 
+def _check_either(fields: list[str], wanted: str) -> Callable[[dict[str, Any]], bool]:
+    """`Q(a=wanted) | Q(b=wanted)` as a row predicate."""
+    return lambda row: any(
+        row.get(name) is not None and str(row.get(name)) == wanted for name in fields
+    )
+
+
 class _AwareDatetimeError(Exception):
     """Django on SQLite with USE_TZ=False raises ValueError for aware datetimes: a 500."""
 
@@ -524,6 +625,9 @@ def _filter_rows(
             checks.append(
                 _check("exact", row_field, raw, lambda value: None if value is None else str(value))
             )
+        elif value_kind == "either":
+            # A CharFilter with a method: the form strips the value, then either field may match.
+            checks.append(_check_either(row_field.split(), text))
         elif value_kind == "number":
             try:
                 number = Decimal(text)
@@ -547,12 +651,13 @@ def _filter_rows(
 
 
 def _order_rows(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # LNDg: payments by -creation_date, rebalancer by -id, channels unordered (insertion order).
+    # LNDg: payments by -creation_date, rebalancer and forwards by -id, channels and settings
+    # unordered (insertion order).
     if kind == "payments":
         return sorted(
             rows, key=lambda r: _row_datetime(r.get("creation_date")) or datetime.min, reverse=True
         )
-    if kind == "rebalancer":
+    if kind in ("rebalancer", "forwards"):
         return sorted(rows, key=lambda r: _row_number(r.get("id")) or Decimal(0), reverse=True)
     return rows
 
@@ -673,7 +778,11 @@ class FakeLndg:
     """LNDg's REST API on 127.0.0.1:<free port>, for tests.
 
     `channels`, `payments` and `rebalancer` are plain row dicts in the samples' shape (default:
-    the captured samples); tests may mutate them while the server runs, holding `lock` for
+    the captured samples); `forwards` too (default: none, so a node built for a test or the
+    demo earns nothing it did not add, e.g. `fake.forwards.append(forward_row(...))`).
+    `settings` maps LNDg's setting keys to their text values (default: empty, as on a fresh
+    LNDg, so every reader falls back to LNDg's code defaults; `sample_settings()` gives the
+    captured ones). Tests may mutate all of them while the server runs, holding `lock` for
     anything more than a single append or assignment. Every request is appended to `requests`.
     """
 
@@ -683,6 +792,8 @@ class FakeLndg:
         channels: list[dict[str, Any]] | None = None,
         payments: list[dict[str, Any]] | None = None,
         rebalancer: list[dict[str, Any]] | None = None,
+        forwards: list[dict[str, Any]] | None = None,
+        settings: dict[str, str] | None = None,
         user: str = "lndg-admin",
         password: str = "secret",  # noqa: S107 - a loopback stand-in's fixed login
         nologin: bool = False,
@@ -696,6 +807,8 @@ class FakeLndg:
         self.rebalancer: list[dict[str, Any]] = (
             sample_rebalances() if rebalancer is None else rebalancer
         )
+        self.forwards: list[dict[str, Any]] = [] if forwards is None else forwards
+        self.settings: dict[str, str] = {} if settings is None else settings
         self.user = user
         self.password = password
         self.nologin = nologin
@@ -933,7 +1046,8 @@ class FakeLndg:
                 reply = self._list(kind, target, query, base, drop)
         else:
             assert detail_match is not None
-            kind, key = detail_match.group(1), detail_match.group(2)
+            # Django routes the percent-decoded path: /api/settings/AR-Target%25/ is AR-Target%.
+            kind, key = detail_match.group(1), unquote(detail_match.group(2))
             if method == "PUT":
                 reply = self._update(kind, key, headers, body, query, base)
             else:
@@ -943,6 +1057,9 @@ class FakeLndg:
         return reply
 
     def _collection(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "settings":
+            # LNDg's LocalSettings table: a text key and a text value per row.
+            return [{"key": key, "value": str(value)} for key, value in self.settings.items()]
         rows: list[dict[str, Any]] = getattr(self, kind)
         return rows
 
@@ -955,7 +1072,8 @@ class FakeLndg:
         drop: Iterable[str],
     ) -> dict[str, Any]:
         """A row as DRF serialises it: `url` first (from the Host header), then the fields."""
-        url = f"{base}/api/{kind}/{row.get(_PRIMARY_KEY[kind])}/"
+        key = quote(str(row.get(_PRIMARY_KEY[kind])), safe=_URL_SAFE)  # `%` -> `%25`
+        url = f"{base}/api/{kind}/{key}/"
         if "format" in query:  # DRF's reverse() keeps the format override
             url = _replace_query_param(url, "format", query["format"])
         shown = {"url": url}
@@ -1241,6 +1359,19 @@ def _load_rows(
     return data
 
 
+def _load_settings(path: str | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if isinstance(data, dict) and "results" not in data:
+        return {str(key): str(value) for key, value in data.items()}
+    rows = _load_rows(path, list)
+    if not all(isinstance(row.get("key"), str) and "value" in row for row in rows):
+        raise SystemExit(f"{path}: expected settings rows with 'key' and 'value'")
+    return {row["key"]: str(row["value"]) for row in rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve a FakeLndg until SIGTERM/SIGINT; print its URL and write it to --ready-file."""
     parser = argparse.ArgumentParser(prog="python -m sim.lndg", description=__doc__)
@@ -1252,6 +1383,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rebalancer", help="JSON list of rebalancer rows or an envelope (default: samples)"
+    )
+    parser.add_argument(
+        "--forwards", help="JSON list of forward rows or an envelope (default: none)"
+    )
+    parser.add_argument(
+        "--settings",
+        help="JSON object of LNDg settings (key: text value) or a list of {key, value} rows "
+        "(default: none, so LNDg's defaults apply)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
@@ -1266,6 +1405,8 @@ def main(argv: list[str] | None = None) -> int:
         channels=_load_rows(args.channels, sample_channels),
         payments=_load_rows(args.payments, sample_payments),
         rebalancer=_load_rows(args.rebalancer, sample_rebalances),
+        forwards=_load_rows(args.forwards, list),
+        settings=_load_settings(args.settings),
         user=args.user,
         password=args.password,
         nologin=args.nologin,

@@ -18,6 +18,7 @@ from core.regolancer_config import (
     template_warnings,
     write_config,
 )
+from sim.regolancer import go_type_error
 from tests.test_pairing import channel as node_channel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,68 @@ def test_build_config_stat_is_absolute(tmp_path, monkeypatch):
     config = build_config({"amount": 1}, make_pair(), Path("data/stat.csv"))
     assert config["stat"] == str(tmp_path / "data" / "stat.csv")
     assert '"pfrom": 60' in json.dumps(config)
+
+
+def test_build_config_lndg_fee_limit_and_amount(tmp_path):
+    template = {
+        "amount": 50000,
+        "min_amount": 10000,
+        "econ_ratio": 0.9,
+        "econ_ratio_max_ppm": 1500,
+        "lost_profit": True,
+    }
+    config = build_config(
+        template, make_pair(), tmp_path / "stat.csv", fee_limit_ppm=256, amount=80000
+    )
+    assert type(config["fee_limit_ppm"]) is int
+    assert config["fee_limit_ppm"] == 256
+    assert "econ_ratio_max_ppm" not in config  # regolancer refuses both together
+    # regolancer ignores these once fee_limit_ppm is set; they stay as written
+    assert (config["econ_ratio"], config["lost_profit"]) == (0.9, True)
+    assert type(config["amount"]) is int
+    assert config["amount"] == 80000
+    assert config["min_amount"] == 10000
+    assert '"fee_limit_ppm": 256' in json.dumps(config)
+    check_template(config)
+    assert [go_type_error(key, value) for key, value in config.items()] == [None] * len(config)
+    assert template["econ_ratio_max_ppm"] == 1500  # pure: the template is untouched
+
+
+def test_build_config_amount_replaces_relative_amounts(tmp_path):
+    template = {"rel_amount_to": 0.2, "rel_amount_from": 0.1, "fee_limit_ppm": 900}
+    config = build_config(template, make_pair(), tmp_path / "stat.csv", amount=30000)
+    assert config["amount"] == 30000
+    assert "rel_amount_to" not in config
+    assert "rel_amount_from" not in config
+    assert config["fee_limit_ppm"] == 900  # no fee override: the template's own stays
+    check_template(config)
+
+
+def test_build_config_without_overrides_keeps_the_template(tmp_path):
+    template = {"rel_amount_to": 0.2, "econ_ratio": 0.9, "econ_ratio_max_ppm": 1500}
+    config = build_config(template, make_pair(), tmp_path / "stat.csv")
+    for key, value in template.items():
+        assert config[key] == value
+    assert "fee_limit_ppm" not in config
+    assert "amount" not in config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"fee_limit_ppm": 0}, "fee_limit_ppm must be a whole number above 0"),
+        ({"fee_limit_ppm": -5}, "fee_limit_ppm must be a whole number above 0"),
+        ({"fee_limit_ppm": 256.0}, "fee_limit_ppm must be a whole number above 0"),
+        ({"fee_limit_ppm": True}, "fee_limit_ppm must be a whole number above 0"),
+        ({"amount": 0}, "amount must be a whole number above 0"),
+        ({"amount": 50000.0}, "amount must be a whole number above 0"),
+        ({"amount": 5000}, "below the template's min_amount 10000"),
+    ],
+)
+def test_build_config_refuses_overrides_regolancer_would_misread(tmp_path, overrides, match):
+    template = {"amount": 50000, "min_amount": 10000}
+    with pytest.raises(ValueError, match=match):
+        build_config(template, make_pair(), tmp_path / "stat.csv", **overrides)
 
 
 def test_write_config_is_private_json(tmp_path):
