@@ -20,6 +20,7 @@ from core.regolancer_config import load_template, template_warnings
 from core.report_delivery import Reporter
 from core.runner import RegolancerRunner
 from core.settings import Settings
+from core.spend_guard import SpendGuard
 from core.state import StateStore, ensure_data_dir
 
 log = logging.getLogger("core.daemon")
@@ -91,6 +92,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 runner,
                 EventBus(),
                 history=history_loader(settings, store, lndg),
+                guard=SpendGuard(settings, store, lndg, template),
             )
             yield Services(engine, Reporter.from_settings(settings, store, lndg), lndg)
     finally:

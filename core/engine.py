@@ -38,6 +38,8 @@ from core.models import Channel, Outcome, Pair, Rebalance, RunResult
 from core.pairing import PairView, count_pairs
 from core.planner import Planner, PlannerConfig
 from core.settings import Settings
+from core.spend_guard import SpendGuard
+from core.spending import OverEarningsBudget, Skip
 from core.state import StateStore
 from core.statfile import StatFileError, StatPosition, read_new_lines
 
@@ -52,6 +54,7 @@ HEARTBEAT_SECONDS = 10.0
 START_RETRY_SECONDS = 5.0
 START_RETRY_MAX = 300.0
 START_ALERT = "start"
+BUDGET_ALERT = "budget"
 STOP_CANCEL_WAIT = 2.0
 ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
 # Outcomes that say nothing of whether this host can start runs.
@@ -118,6 +121,7 @@ class Engine:
         planner: Planner | None = None,
         pacing: Pacing | None = None,
         history: LoadHistory | None = None,
+        guard: SpendGuard | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -128,6 +132,9 @@ class Engine:
         self.planner = planner or Planner(PlannerConfig.from_settings(settings))
         self.pacing = pacing or Pacing()
         self._history = history
+        self.guard = guard
+        # Targets not rebalanced now and why (core.spending), as of the last channel fetch.
+        self.skipped: dict[str, Skip] = {}
         self.status = EngineStatus()
         self._cycle_lock = asyncio.Lock()
         self._pool: dict[asyncio.Task[RunResult], ActiveRun] = {}
@@ -200,12 +207,33 @@ class Engine:
         self.clear("lndg", f"LNDg is reachable again ({len(channels)} channels)")
         self._aliases.update((c.chan_id, c.alias) for c in channels)
         self._seed_exclusions(channels)
+        if self.guard is not None:
+            await self.guard.refresh()
+            self._note_skips(self.guard.skips(channels, self.clock()), channels)
         return channels
+
+    def _note_skips(self, skipped: dict[str, Skip], channels: Sequence[Channel]) -> None:
+        """Keep the skip reasons; one alert per target as its earnings budget runs out."""
+        labels = {c.chan_id: c.label for c in channels}
+        for chan_id, skip in skipped.items():
+            if isinstance(skip, OverEarningsBudget):
+                self.alert(f"earnings:{chan_id}", f"{labels[chan_id]}: {skip.describe()}: paused")
+        for chan_id in labels:
+            if chan_id not in skipped or not isinstance(skipped[chan_id], OverEarningsBudget):
+                self.clear(
+                    f"earnings:{chan_id}",
+                    f"{labels[chan_id]} is within its earnings budget again",
+                )
+        self.skipped = skipped
+
+    def excluded(self) -> frozenset[str]:
+        """Channels no run may use now: the operator's exclusions and the skipped targets."""
+        return self.store.excluded_ids() | self.skipped.keys()
 
     async def pairs(self) -> tuple[list[Channel], PairView]:
         """The channels and every pair the rule gives now (built lazily), exclusions applied."""
         channels = await self.channels()
-        return channels, PairView(channels, self.store.excluded_ids())
+        return channels, PairView(channels, self.excluded())
 
     def plan(self, channels: Sequence[Channel], now: float | None = None) -> list[Pair]:
         """The round plan: one run per target, most depleted first, each with its best source.
@@ -214,7 +242,7 @@ class Engine:
         side; pairs in backoff after failures are skipped (see `Planner.plan`).
         """
         now = self.clock() if now is None else now
-        return self.planner.plan(channels, now, self.store.excluded_ids())
+        return self.planner.plan(channels, now, self.excluded())
 
     def _seed_exclusions(self, channels: Sequence[Channel]) -> None:
         # EXCLUDE_CHANNELS seeds the list once per entry, so a later /include sticks.
@@ -269,7 +297,7 @@ class Engine:
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
         self._moved = False
         await self._learn_history(channels)
-        excluded = self.store.excluded_ids()
+        excluded = self.excluded()
         self.planner.prune(started)
         planned = self.planner.plan(channels, started, excluded)
         count = count_pairs(channels, excluded)
@@ -352,7 +380,20 @@ class Engine:
         """Whether a new run may start now (switches are read live: they act mid-cycle)."""
         if self._stopping or self._hold or self.dry_run or now < self._start_retry_at:
             return False
+        if not self._within_daily_budget(now):
+            return False
         return self._pause_override or not self.store.is_paused(now)
+
+    def _within_daily_budget(self, now: float) -> bool:
+        """DAILY_FEE_BUDGET_SATS: one alert when today's fees reach it, one line at midnight."""
+        if self.guard is None or not self.settings.daily_fee_budget_sats:
+            return True
+        reached = self.guard.daily(now).skip()
+        if reached is not None:
+            self.alert(BUDGET_ALERT, reached.describe())
+            return False
+        self.clear(BUDGET_ALERT, "a new day: the daily fee budget allows runs again")
+        return True
 
     async def _dispatch(
         self, channels: list[Channel], planned: Sequence[Pair], started: float
@@ -419,8 +460,14 @@ class Engine:
         busy: set[str] = set()
         for active in self._pool.values():
             busy |= active.pair.channels
-        excluded = self.store.excluded_ids()
+        excluded = self.excluded()
         for pair in self.planner.next_pairs(snapshot, busy, len(free), now, excluded):
+            if self.guard is not None:
+                skip = self.guard.pair_skip(pair)
+                if skip is not None:  # the template's own limit leaves nothing to pay
+                    log.info("not started %s: %s", pair.log_line(), skip.describe())
+                    continue
+                pair = self.guard.with_limits(pair)
             active = ActiveRun(pair, free.pop(0), now)
             self.planner.started(pair, now)
             task = asyncio.create_task(self._run(active), name=f"worker {active.worker}")

@@ -94,6 +94,9 @@ class Pair:
     target: Channel
     pfrom: int
     pto: int
+    # This run's own limits (FEE_POLICY=lndg, core.spending.run_limits); None: the template's.
+    fee_limit_ppm: int | None = None
+    amount: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:

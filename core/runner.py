@@ -331,7 +331,13 @@ class RegolancerRunner:
             self._remove_stale_configs()
         worker_log = _WorkerLog(self.log_dir / f"worker-{worker}.log", self.log_max_bytes)
         try:
-            config = build_config(self.template, pair, self.stat_path)
+            config = build_config(
+                self.template,
+                pair,
+                self.stat_path,
+                fee_limit_ppm=pair.fee_limit_ppm,
+                amount=pair.amount,
+            )
             config_path = write_config(config, self.work_dir)
             try:
                 return await self._run_process(executable, config_path, pair, worker, worker_log)

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.spending import FeePolicy
+
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -85,6 +87,12 @@ class Settings(BaseSettings):
     max_pending_htlcs: int = Field(default=10, ge=0, le=966)
     retry_when_idle: bool = True
     history_days: int = Field(default=7, ge=0, le=90)
+
+    # Spending (core.spending)
+    fee_policy: FeePolicy = FeePolicy.LNDG
+    daily_fee_budget_sats: int = Field(default=0, ge=0)
+    earnings_budget_ratio: float = Field(default=0.0, ge=0, le=100)
+    earnings_window_days: int = Field(default=30, ge=1, le=365)
     exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Files

@@ -1,0 +1,180 @@
+"""The engine's view of what it may spend now: LNDg's rules, the budgets, LNDg's own work.
+
+`core.spending` decides (pure); this reads what it decides on, cheaply for LNDg (a Django
+app, often on a Raspberry Pi):
+
+- LNDg's global AR settings, at most every SETTINGS_SECONDS;
+- forwards and rebalance payments over EARNINGS_WINDOW_DAYS, only while
+  EARNINGS_BUDGET_RATIO > 0, at most every EARNINGS_SECONDS (date-filtered reads);
+- LNDg's pending and in-flight attempts, at most every OPEN_ATTEMPTS_SECONDS;
+- today's fees from our own ledger (no LNDg read).
+
+A read that fails keeps the last figures (logged); before the first settings read, LNDg's
+code defaults apply (AR-MaxFeeRate 500), as on a fresh LNDg.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from core.models import Channel, Pair
+from core.node_records import ArSettings, Forward, LndgRebalance, Payment
+from core.pairing import is_target, is_usable
+from core.settings import Settings
+from core.spending import (
+    DailyBudget,
+    EarningsBudget,
+    FeePolicy,
+    Skip,
+    lndg_working_peers,
+    pair_skip,
+    run_limits,
+    target_skips,
+)
+from core.state import StateStore
+
+log = logging.getLogger("core.spend_guard")
+
+SETTINGS_SECONDS = 600.0
+EARNINGS_SECONDS = 600.0
+OPEN_ATTEMPTS_SECONDS = 15.0
+
+
+class SpendingReads(Protocol):
+    """What the guard reads from LNDg (core.lndg.LndgClient)."""
+
+    async def fetch_settings(self) -> ArSettings: ...
+
+    async def fetch_forwards(
+        self, since: dt.datetime, until: dt.datetime | None = None
+    ) -> Sequence[Forward]: ...
+
+    async def fetch_payments(self, start: dt.datetime, end: dt.datetime) -> Sequence[Payment]: ...
+
+    async def fetch_open_rebalances(self) -> Sequence[LndgRebalance]: ...
+
+
+class SpendGuard:
+    """Skip reasons per target and each run's own limits, from reads cached as above."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        lndg: SpendingReads,
+        template: Mapping[str, Any],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.lndg = lndg
+        self.template = template
+        self.clock = clock
+        self.ar = ArSettings()
+        self.earnings = EarningsBudget(
+            settings.earnings_budget_ratio, settings.earnings_window_days
+        )
+        self.lndg_peers: frozenset[str] = frozenset()
+        self._read_at: dict[str, float] = {}
+
+    @property
+    def policy(self) -> FeePolicy:
+        return self.settings.fee_policy
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read what is due (see the module doc); a failed read keeps the last figures."""
+        now = self.clock()
+        if self.policy is FeePolicy.LNDG and self._due("settings", SETTINGS_SECONDS, now):
+            self.ar = await self._read("LNDg's AR settings", self.lndg.fetch_settings(), self.ar)
+        if self.earnings.enabled and self._due("earnings", EARNINGS_SECONDS, now):
+            self.earnings = await self._read(
+                "forwards and payments for the earnings budget",
+                self._earnings(now),
+                self.earnings,
+            )
+        if self._due("open", OPEN_ATTEMPTS_SECONDS, now):
+            attempts = await self._read(
+                "LNDg's rebalancer attempts in flight", self.lndg.fetch_open_rebalances(), None
+            )
+            if attempts is not None:
+                self.lndg_peers = lndg_working_peers(attempts)
+
+    def _due(self, what: str, every: float, now: float) -> bool:
+        if now - self._read_at.get(what, float("-inf")) < every:
+            return False
+        self._read_at[what] = now
+        return True
+
+    async def _read(self, what: str, reading: Any, fallback: Any) -> Any:
+        try:
+            return await reading
+        except Exception as exc:
+            log.warning("%s not read, keeping the last figures: %s", what, exc)
+            return fallback
+
+    async def _earnings(self, now: float) -> EarningsBudget:
+        until = dt.datetime.fromtimestamp(now, dt.UTC)
+        since = until - dt.timedelta(days=self.settings.earnings_window_days)
+        forwards = await self.lndg.fetch_forwards(since)
+        payments = await self.lndg.fetch_payments(since, until)
+        return EarningsBudget.compute(
+            forwards,
+            payments,
+            ratio=self.settings.earnings_budget_ratio,
+            window_days=self.settings.earnings_window_days,
+            now=until,
+        )
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def daily(self, now: float | None = None) -> DailyBudget:
+        """Today's fees (ledger) against DAILY_FEE_BUDGET_SATS."""
+        moment = dt.datetime.fromtimestamp(self.clock() if now is None else now, dt.UTC)
+        zone = self.settings.zone
+        local = moment.astimezone(zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = self.store.ledger(since=midnight.timestamp() - 1)
+        return DailyBudget.today(
+            rows, budget_sat=self.settings.daily_fee_budget_sats, now=moment, zone=zone
+        )
+
+    def skips(self, channels: Sequence[Channel], now: float | None = None) -> dict[str, Skip]:
+        """Why each target the pairing rule gives is not rebalanced now (absent: it may be)."""
+        daily = self.daily(now)
+        found: dict[str, Skip] = {}
+        for channel in channels:
+            if not (is_usable(channel) and is_target(channel)):
+                continue
+            reasons = target_skips(
+                channel,
+                self.ar,
+                fee_policy=self.policy,
+                earnings=self.earnings,
+                daily=daily,
+                lndg_peers=self.lndg_peers,
+            )
+            if reasons:
+                found[channel.chan_id] = reasons[0]
+        return found
+
+    def pair_skip(self, pair: Pair) -> Skip | None:
+        """A pair whose run could pay no fee above the peer's (the template's own limit)."""
+        return pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
+
+    def with_limits(self, pair: Pair) -> Pair:
+        """The pair with its run's own fee limit and amount (FEE_POLICY=lndg)."""
+        limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
+        return Pair(
+            pair.source,
+            pair.target,
+            pair.pfrom,
+            pair.pto,
+            fee_limit_ppm=limits.fee_limit_ppm,
+            amount=limits.amount,
+        )
