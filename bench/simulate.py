@@ -322,7 +322,9 @@ class MultiSourcePlanner(Planner):
                     continue
                 extra.append(source)
                 taken.add(source.chan_id)
-            grown.append(MultiPair(pair.source, pair.target, pair.pfrom, pair.pto, tuple(extra)))
+            grown.append(
+                MultiPair(pair.source, pair.target, pair.pfrom, pair.pto, extra=tuple(extra))
+            )
         return grown
 
 
