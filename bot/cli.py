@@ -27,6 +27,8 @@ from core.report_delivery import Reporter
 from core.report_figures import combine, format_summary
 from core.runtime import Runtime
 from core.settings import Settings, SettingsError, load_settings, url_secrets
+from core.spend_guard import SpendGuard
+from core.spending import skip_json
 from core.state import StateError, StateStore, ensure_data_dir
 
 log = logging.getLogger("bot.cli")
@@ -175,16 +177,19 @@ async def _check(settings: Settings) -> int:
 
 
 async def _pairs(settings: Settings, *, as_json: bool) -> int:
+    """Every pair the rule gives now, each with why its target is skipped (or null)."""
+    ensure_data_dir(settings.data_dir)
     try:
-        async with LndgClient.from_settings(settings) as lndg:
-            channels = (await lndg.fetch_channels()).channels
+        with StateStore(settings.database_path) as store:
+            async with LndgClient.from_settings(settings) as lndg:
+                channels = (await lndg.fetch_channels()).channels
+                guard = SpendGuard(settings, store, lndg, {})
+                await guard.refresh()
+                skipped = guard.skips(channels)
+            pairs = build_pairs(channels, store.excluded_ids())
     except LndgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    ensure_data_dir(settings.data_dir)
-    with StateStore(settings.database_path) as store:
-        excluded = store.excluded_ids()
-    pairs = build_pairs(channels, excluded)
     if as_json:
         rows = [
             {
@@ -194,13 +199,18 @@ async def _pairs(settings: Settings, *, as_json: bool) -> int:
                 "target_local_pct": p.target.local_pct,
                 "pfrom": p.pfrom,
                 "pto": p.pto,
+                "skip": skip_json(skipped[p.target.chan_id])
+                if p.target.chan_id in skipped
+                else None,
             }
             for p in pairs
         ]
         print(json.dumps(rows, indent=2))
         return 0
     for pair in pairs:
-        print(f"{pair.log_line()} pfrom={pair.pfrom} pto={pair.pto}")
+        skip = skipped.get(pair.target.chan_id)
+        why = f"  skipped: {skip.describe()}" if skip is not None else ""
+        print(f"{pair.log_line()} pfrom={pair.pfrom} pto={pair.pto}{why}")
     print(f"{len(pairs)} pairs from {len(channels)} channels", file=sys.stderr)
     return 0
 

@@ -223,7 +223,8 @@ class Commands:
         if fetched is None:
             return
         channels, pairs = fetched
-        text = render.pairs_page(pairs, 0, len(channels))
+        skipped = self.control.skipped_targets(channels)
+        text = render.pairs_page(pairs, 0, len(channels), skipped=skipped)
         await self.reply(update, text, self._page_buttons(0, len(pairs)))
 
     async def page(self, update: Update, context: Context) -> None:
@@ -235,7 +236,9 @@ class Commands:
         channels, pairs = self._pairs
         page = min(page, render.pages(len(pairs)) - 1)
         await query.edit_message_text(
-            render.pairs_page(pairs, page, len(channels)),
+            render.pairs_page(
+                pairs, page, len(channels), skipped=self.control.skipped_targets(channels)
+            ),
             parse_mode=ParseMode.HTML,
             reply_markup=self._page_buttons(page, len(pairs)),
         )

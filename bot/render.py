@@ -177,6 +177,12 @@ def status(snapshot: Status, zone: dt.tzinfo) -> str:
         f"<b>Today</b>: {today.count} rebalances, {fmt.sats(today.amount_sat)}, "
         f"fee {fmt.fee(today.fee_sat)} ({fmt.ppm(today.ppm)})"
     )
+    budget = snapshot.daily_fee_budget_sat
+    if budget:
+        state = " — reached: no new run until midnight" if today.fee_sat >= budget else ""
+        lines.append(
+            f"<b>Fee budget</b>: {fmt.fee(today.fee_sat)} of {fmt.sats(budget)} today{state}"
+        )
     if outcomes:
         counted = ", ".join(
             f"{o.describe} {n}" for o, n in sorted(outcomes.items(), key=lambda i: -i[1])
@@ -197,17 +203,36 @@ def pages(count: int, per_page: int = PAIRS_PER_PAGE) -> int:
     return max(1, -(-count // per_page))
 
 
-def pairs_page(pairs: Sequence[Pair], page: int, channels: int, title: str = "Pairs") -> str:
-    """One page of the pair list; page numbers start at 0."""
+def skipped_lines(skipped: Sequence[tuple[Channel, str]]) -> list[str]:
+    """Targets the spending rules leave alone now, each with why (core.spending)."""
+    if not skipped:
+        return []
+    lines = [f"<b>Skipped targets</b>: {len(skipped)}"]
+    lines += [f"⏸ {name(c.alias, c.chan_id)}: {escape(why)}" for c, why in skipped]
+    return lines
+
+
+def pairs_page(
+    pairs: Sequence[Pair],
+    page: int,
+    channels: int,
+    title: str = "Pairs",
+    skipped: Sequence[tuple[Channel, str]] = (),
+) -> str:
+    """One page of the pair list (page numbers start at 0), the skipped targets after it."""
     if not pairs:
-        return f"<b>{escape(title)}</b>: none from {channels} channels — nothing to rebalance."
+        text = f"<b>{escape(title)}</b>: none from {channels} channels — nothing to rebalance."
+        return fit("\n".join([text, *skipped_lines(skipped)]))
     total_pages = pages(len(pairs))
     page = min(max(page, 0), total_pages - 1)
     shown = pairs[page * PAIRS_PER_PAGE : (page + 1) * PAIRS_PER_PAGE]
     head = f"<b>{escape(title)}</b>: {len(pairs)} from {channels} channels"
     if total_pages > 1:
         head += f" (page {page + 1}/{total_pages})"
-    return fit("\n".join([head, *(f"• {pair_line(p)}" for p in shown)]))
+    lines = [head, *(f"• {pair_line(p)}" for p in shown)]
+    if page == total_pages - 1:
+        lines += skipped_lines(skipped)
+    return fit("\n".join(lines))
 
 
 def dry_run_plan(planned: Sequence[Pair], all_pairs: int, channels: int) -> str:

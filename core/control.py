@@ -45,6 +45,7 @@ class Status:
     outcomes: dict[Outcome, int]
     lndg_ok: bool | None
     lndg_error: str
+    daily_fee_budget_sat: int = 0  # DAILY_FEE_BUDGET_SATS (0: none); today.fee_sat is spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,11 @@ class Control:
         """The channels and every pair the rule gives now; raises LNDg's error."""
         return await self.engine.pairs()
 
+    def skipped_targets(self, channels: Sequence[Channel]) -> list[tuple[Channel, str]]:
+        """Targets the spending rules leave alone now (core.spending), with why."""
+        skipped = self.engine.skipped
+        return [(c, skipped[c.chan_id].describe()) for c in channels if c.chan_id in skipped]
+
     def plan(self, channels: Sequence[Channel]) -> list[Pair]:
         """What the next cycle would run on these channels."""
         return self.engine.plan(channels)
@@ -168,6 +174,7 @@ class Control:
             outcomes=engine.store.outcome_counts(since=since),
             lndg_ok=engine.status.lndg_ok,
             lndg_error=engine.status.lndg_error,
+            daily_fee_budget_sat=engine.settings.daily_fee_budget_sats,
         )
 
     def last_rebalances(self, count: int) -> list[Rebalance]:

@@ -41,7 +41,7 @@ log = logging.getLogger("core.spend_guard")
 
 SETTINGS_SECONDS = 600.0
 EARNINGS_SECONDS = 600.0
-OPEN_ATTEMPTS_SECONDS = 15.0
+OPEN_ATTEMPTS_SECONDS = 60.0
 
 
 class SpendingReads(Protocol):

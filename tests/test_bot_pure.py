@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -117,6 +118,23 @@ def test_status_lists_runs_and_totals() -> None:
     assert "⚠️ credentials rejected" in text
     assert "3 rebalances, 150,000 sat, fee 37.5 sat (250 ppm)" in text
     assert "no route 5, success 3" in text
+    assert "Fee budget" not in text  # DAILY_FEE_BUDGET_SATS=0: no budget, no line
+    budget = dataclasses.replace(snapshot, daily_fee_budget_sat=50)
+    assert "<b>Fee budget</b>: 37.5 sat of 50 sat today\n" in render.status(budget, dt.UTC)
+    spent = dataclasses.replace(snapshot, daily_fee_budget_sat=30)
+    assert "37.5 sat of 30 sat today — reached: no new run until midnight" in render.status(
+        spent, dt.UTC
+    )
+
+
+def test_pairs_list_the_skipped_targets_with_why() -> None:
+    sources = [channel(1, local_balance=900_000)]
+    targets = [channel(101, local_balance=10_000, auto_rebalance=True, alias="Bitrefill")]
+    text = render.pairs_page([], 0, 2, skipped=[(targets[0], "earned nothing in 30 d")])
+    assert "nothing to rebalance" in text
+    assert text.endswith("<b>Skipped targets</b>: 1\n⏸ Bitrefill: earned nothing in 30 d")
+    pairs = build_pairs(sources + targets)
+    assert "Skipped" not in render.pairs_page(pairs, 0, 2)
 
 
 def update(payload: dict[str, Any]) -> Update:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sim.lndg import FakeLndg, channel_row, payment_row
+from sim.lndg import FakeLndg, channel_row, payment_row, sample_channels
 from tests.daemon_process import Node, busy_overlaps, run_cli, running, wait_until
 
 pytestmark = pytest.mark.subprocess  # every test starts the daemon or a CLI run
@@ -66,7 +66,25 @@ def test_pairs_command_prints_the_sample_pair(tmp_path: Path) -> None:
             "target_local_pct": 5,
             "pfrom": 25,
             "pto": 20,
+            "skip": None,
         }
+    ]
+
+
+def test_pairs_command_says_why_a_target_is_skipped(tmp_path: Path) -> None:
+    channels = sample_channels()
+    target = next(c for c in channels if c["alias"] == "TargetB")
+    target.update(local_fee_rate=100, ar_max_cost=50, remote_fee_rate=600)
+    with FakeLndg(channels=channels) as lndg:
+        text = run_cli(Node(tmp_path, lndg.url), "pairs")
+        as_json = run_cli(Node(tmp_path, lndg.url), "pairs", "--json")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout == (
+        "SRC SourceA (LOCAL 90%) -> TGT TargetB (LOCAL 5%) pfrom=25 pto=20"
+        "  skipped: cap 50 ppm <= peer's fee 600 ppm\n"
+    )
+    assert [row["skip"] for row in json.loads(as_json.stdout)] == [
+        {"reason": "uneconomic", "text": "cap 50 ppm <= peer's fee 600 ppm"}
     ]
 
 
