@@ -239,3 +239,33 @@ async def test_the_earnings_budget_pauses_a_target_that_cost_more_than_it_earned
         "Bitrefill: spent 2,016 sat, earned 1,629 sat in 30 d: paused",
         "Silent: earned nothing in 30 d: paused",
     ]
+
+
+class FailingReads:
+    """LNDg failing every read the guard makes (a Pi under load, a restart)."""
+
+    async def fetch_settings(self) -> Any:
+        raise RuntimeError("LNDg at http://127.0.0.1:9/ is unreachable")
+
+    async def fetch_forwards(self, since: Any, until: Any = None) -> Any:
+        raise RuntimeError("LNDg at http://127.0.0.1:9/ is unreachable")
+
+    async def fetch_payments(self, start: Any, end: Any) -> Any:
+        raise RuntimeError("LNDg at http://127.0.0.1:9/ is unreachable")
+
+    async def fetch_open_rebalances(self) -> Any:
+        raise RuntimeError("LNDg at http://127.0.0.1:9/ is unreachable")
+
+
+async def test_reads_that_fail_keep_the_last_figures_and_say_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_settings(None, data_dir=tmp_path, earnings_budget_ratio=2)
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        guard = SpendGuard(config, store, FailingReads(), TEMPLATE)
+        guard.lndg_peers = frozenset({"02" + "44" * 32})
+        await guard.refresh()
+    assert guard.ar.max_fee_rate_ppm == 500  # LNDg's code default until a read works
+    assert guard.lndg_peers == frozenset({"02" + "44" * 32})
+    assert guard.earnings.ratio == 2
+    assert caplog.text.count("not read, keeping the last figures") == 3
