@@ -45,14 +45,18 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from fractions import Fraction
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from core import fmt
-from core.models import Rebalance
+from core.models import Channel, Rebalance
 from core.node_records import (
     PAYMENT_SUCCEEDED,
     REBALANCE_IN_FLIGHT,
     REBALANCE_PENDING,
+    ArSettings,
+    Forward,
+    LndgRebalance,
+    Payment,
     as_utc,
 )
 from core.report_figures import day_bounds, zone_name
@@ -69,94 +73,20 @@ class FeePolicy(enum.StrEnum):
 
 
 # ---------------------------------------------------------------------------------------------
-# What this module reads (core.models.Channel, core.node_records' records fit these)
-
-
-class TargetChannel(Protocol):
-    """The figures of a channel this module reads: LNDg's channel row."""
-
-    @property
-    def chan_id(self) -> str: ...
-    @property
-    def remote_pubkey(self) -> str: ...
-    @property
-    def capacity(self) -> int: ...
-    @property
-    def local_fee_rate(self) -> int: ...
-    @property
-    def remote_fee_rate(self) -> int: ...
-    @property
-    def ar_amt_target(self) -> int: ...
-    @property
-    def ar_max_cost(self) -> int: ...
-
-
-class SourceChannel(Protocol):
-    """A source is only read for its fee (regolancer's `lost_profit`)."""
-
-    @property
-    def local_fee_rate(self) -> int: ...
-
-
-class ArLimits(Protocol):
-    """LNDg's global AR settings this module reads (core.node_records.ArSettings)."""
-
-    @property
-    def max_fee_rate_ppm(self) -> int: ...
-    @property
-    def target_pct(self) -> float: ...
-
-
-class ForwardRecord(Protocol):
-    """A forward LNDg recorded: the fee we earned sending out through `chan_id_out`."""
-
-    @property
-    def forward_date(self) -> datetime: ...
-    @property
-    def chan_id_out(self) -> str: ...
-    @property
-    def fee_sat(self) -> float: ...
-
-
-class PaymentRecord(Protocol):
-    """A payment LNDg recorded; `rebal_chan` is the receiving channel of a rebalance."""
-
-    @property
-    def creation_date(self) -> datetime: ...
-    @property
-    def fee(self) -> float: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def rebal_chan(self) -> str | None: ...
-
-
-class LndgAttempt(Protocol):
-    """A row of LNDg's rebalancer (core.node_records.LndgRebalance)."""
-
-    @property
-    def status(self) -> int: ...
-    @property
-    def last_hop_pubkey(self) -> str | None: ...
-
-
-# ---------------------------------------------------------------------------------------------
 # Fee cap and amount
 
 
-def lndg_own_cap_ppm(target: TargetChannel) -> int:
+def lndg_own_cap_ppm(target: Channel) -> int:
     """LNDg's `target_fee_rate`: `ar_max_cost` % of our fee out of `target`, its arithmetic."""
     return int(target.local_fee_rate * (target.ar_max_cost / 100))
 
 
-def lndg_cap_ppm(target: TargetChannel, settings: ArLimits) -> int:
+def lndg_cap_ppm(target: Channel, settings: ArSettings) -> int:
     """LNDg's cap for refilling `target`: `min(AR-MaxFeeRate, int(rate * (cost / 100)))`."""
     return min(settings.max_fee_rate_ppm, lndg_own_cap_ppm(target))
 
 
-def template_cap_ppm(
-    template: Mapping[str, Any], source: SourceChannel, target: TargetChannel
-) -> int:
+def template_cap_ppm(template: Mapping[str, Any], source: Channel, target: Channel) -> int:
     """The template's own fee limit for this pair in whole ppm, as regolancer computes it.
 
     `fee_limit_ppm` > 0 wins outright. Otherwise `econ_ratio` (0 or absent: 1, unless a
@@ -182,9 +112,9 @@ def template_cap_ppm(
 
 def run_fee_limit_ppm(
     template: Mapping[str, Any],
-    source: SourceChannel,
-    target: TargetChannel,
-    settings: ArLimits,
+    source: Channel,
+    target: Channel,
+    settings: ArSettings,
 ) -> int:
     """The run's `fee_limit_ppm`: the smaller of LNDg's cap and the template's own limit.
 
@@ -204,9 +134,7 @@ def lndg_default_amount(capacity: int, target_pct: float) -> int:
     return magnitude if exact >= 0 else -magnitude
 
 
-def run_amount(
-    target: TargetChannel, template: Mapping[str, Any], settings: ArLimits
-) -> int | None:
+def run_amount(target: Channel, template: Mapping[str, Any], settings: ArSettings) -> int | None:
     """The run's `amount` in sats: LNDg's `ar_amt_target`, never below the template's
     `min_amount` (regolancer refuses a `min_amount` above `amount`).
 
@@ -231,9 +159,9 @@ class RunLimits:
 
 def run_limits(
     template: Mapping[str, Any],
-    source: SourceChannel,
-    target: TargetChannel,
-    settings: ArLimits,
+    source: Channel,
+    target: Channel,
+    settings: ArSettings,
     fee_policy: FeePolicy = FeePolicy.LNDG,
 ) -> RunLimits:
     """The overrides for `core.regolancer_config.build_config` under `fee_policy`.
@@ -360,7 +288,7 @@ def skip_json(skip: Skip) -> dict[str, str]:
     return {"reason": skip.reason.value, "text": skip.describe()}
 
 
-def uneconomic(target: TargetChannel, settings: ArLimits) -> Uneconomic | None:
+def uneconomic(target: Channel, settings: ArSettings) -> Uneconomic | None:
     """LNDg's skip rule: `cap_ppm <= 0 or cap_ppm <= T.remote_fee_rate` (equal is skipped)."""
     cap = lndg_cap_ppm(target, settings)
     if cap > 0 and cap > target.remote_fee_rate:
@@ -374,7 +302,7 @@ def uneconomic(target: TargetChannel, settings: ArLimits) -> Uneconomic | None:
     )
 
 
-def lndg_working_peers(attempts: Iterable[LndgAttempt]) -> frozenset[str]:
+def lndg_working_peers(attempts: Iterable[LndgRebalance]) -> frozenset[str]:
     """Peers (pubkeys) LNDg has a pending (0) or in-flight (1) attempt into."""
     return frozenset(
         attempt.last_hop_pubkey
@@ -384,8 +312,8 @@ def lndg_working_peers(attempts: Iterable[LndgAttempt]) -> frozenset[str]:
 
 
 def target_skips(
-    target: TargetChannel,
-    settings: ArLimits,
+    target: Channel,
+    settings: ArSettings,
     *,
     fee_policy: FeePolicy = FeePolicy.LNDG,
     earnings: EarningsBudget | None = None,
@@ -416,8 +344,8 @@ def target_skips(
 
 
 def target_skip(
-    target: TargetChannel,
-    settings: ArLimits,
+    target: Channel,
+    settings: ArSettings,
     *,
     fee_policy: FeePolicy = FeePolicy.LNDG,
     earnings: EarningsBudget | None = None,
@@ -438,9 +366,9 @@ def target_skip(
 
 def pair_skip(
     template: Mapping[str, Any],
-    source: SourceChannel,
-    target: TargetChannel,
-    settings: ArLimits,
+    source: Channel,
+    target: Channel,
+    settings: ArSettings,
     fee_policy: FeePolicy = FeePolicy.LNDG,
 ) -> Skip | None:
     """Why this pair's run cannot pay a route, from its fee caps alone (None: it can).
@@ -489,8 +417,8 @@ class EarningsBudget:
     @classmethod
     def compute(
         cls,
-        forwards: Iterable[ForwardRecord],
-        payments: Iterable[PaymentRecord],
+        forwards: Iterable[Forward],
+        payments: Iterable[Payment],
         *,
         ratio: float,
         window_days: int,
