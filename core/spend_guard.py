@@ -28,8 +28,10 @@ from core.settings import Settings
 from core.spending import (
     DailyBudget,
     EarningsBudget,
+    EarningsNotRead,
     FeePolicy,
     Skip,
+    Uneconomic,
     lndg_working_peers,
     pair_skip,
     run_limits,
@@ -79,6 +81,7 @@ class SpendGuard:
             settings.earnings_budget_ratio, settings.earnings_window_days
         )
         self.lndg_peers: frozenset[str] = frozenset()
+        self._earnings_read = False  # until then, with the budget on, nothing is spent blind
         self._read_at: dict[str, float] = {}
 
     @property
@@ -93,11 +96,11 @@ class SpendGuard:
         if self.policy is FeePolicy.LNDG and self._due("settings", SETTINGS_SECONDS, now):
             self.ar = await self._read("LNDg's AR settings", self.lndg.fetch_settings(), self.ar)
         if self.earnings.enabled and self._due("earnings", EARNINGS_SECONDS, now):
-            self.earnings = await self._read(
-                "forwards and payments for the earnings budget",
-                self._earnings(now),
-                self.earnings,
+            read = await self._read(
+                "forwards and payments for the earnings budget", self._earnings(now), None
             )
+            if read is not None:
+                self.earnings, self._earnings_read = read, True
         if self._due("open", OPEN_ATTEMPTS_SECONDS, now):
             attempts = await self._read(
                 "LNDg's rebalancer attempts in flight", self.lndg.fetch_open_rebalances(), None
@@ -147,6 +150,7 @@ class SpendGuard:
     def skips(self, channels: Sequence[Channel], now: float | None = None) -> dict[str, Skip]:
         """Why each target the pairing rule gives is not rebalanced now (absent: it may be)."""
         daily = self.daily(now)
+        unknown = self.earnings.enabled and not self._earnings_read
         found: dict[str, Skip] = {}
         for channel in channels:
             if not (is_usable(channel) and is_target(channel)):
@@ -155,10 +159,12 @@ class SpendGuard:
                 channel,
                 self.ar,
                 fee_policy=self.policy,
-                earnings=self.earnings,
+                earnings=None if unknown else self.earnings,
                 daily=daily,
                 lndg_peers=self.lndg_peers,
             )
+            if unknown and not (reasons and isinstance(reasons[0], Uneconomic)):
+                reasons.insert(0, EarningsNotRead())
             if reasons:
                 found[channel.chan_id] = reasons[0]
         return found

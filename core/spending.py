@@ -192,6 +192,7 @@ class SkipReason(enum.StrEnum):
     EARNINGS_BUDGET = "earnings_budget"
     LNDG_WORKING = "lndg_working"
     DAILY_BUDGET = "daily_budget"
+    EARNINGS_UNKNOWN = "earnings_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +255,16 @@ class OverEarningsBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class EarningsNotRead:
+    """The earnings budget is on and LNDg's forwards were never read: nothing is spent blind."""
+
+    reason: ClassVar[SkipReason] = SkipReason.EARNINGS_UNKNOWN
+
+    def describe(self) -> str:
+        return "earnings not read from LNDg yet (EARNINGS_BUDGET_RATIO is on)"
+
+
+@dataclass(frozen=True, slots=True)
 class LndgWorking:
     """LNDg has an attempt pending or in flight into this target's peer."""
 
@@ -280,7 +291,14 @@ class DailyBudgetReached:
         )
 
 
-Skip = Uneconomic | TemplateLimit | OverEarningsBudget | LndgWorking | DailyBudgetReached
+Skip = (
+    Uneconomic
+    | TemplateLimit
+    | OverEarningsBudget
+    | EarningsNotRead
+    | LndgWorking
+    | DailyBudgetReached
+)
 
 
 def skip_json(skip: Skip) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 from core.engine import Engine
 from core.events import AlertCleared, AlertRaised, Event, EventBus
 from core.lndg import LndgClient
-from core.models import Outcome, Pair, RunResult, StatLine
+from core.models import Channel, Outcome, Pair, RunResult, StatLine
 from core.settings import load_settings
 from core.spend_guard import OPEN_ATTEMPTS_SECONDS, SpendGuard
 from core.state import StateStore
@@ -265,6 +265,11 @@ async def test_reads_that_fail_keep_the_last_figures_and_say_so(
         guard = SpendGuard(config, store, FailingReads(), TEMPLATE)
         guard.lndg_peers = frozenset({"02" + "44" * 32})
         await guard.refresh()
+        # never read: nothing is spent on unknown earnings, and the reason says so
+        skipped = guard.skips([Channel.model_validate(node()[3])])
+    assert skipped[LOOSE].describe() == (
+        "earnings not read from LNDg yet (EARNINGS_BUDGET_RATIO is on)"
+    )
     assert guard.ar.max_fee_rate_ppm == 500  # LNDg's code default until a read works
     assert guard.lndg_peers == frozenset({"02" + "44" * 32})
     assert guard.earnings.ratio == 2
