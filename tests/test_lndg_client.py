@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -590,41 +592,49 @@ def test_base_url_must_be_http() -> None:
 # -- the fake as a separate process ----------------------------------------------------------
 
 
-@pytest.mark.subprocess
-async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
-    rows = tmp_path / "channels.json"
-    rows.write_text(json.dumps([channel_row(11, alias="Proc"), channel_row(12, is_open=False)]))
+@dataclass
+class FakeProcess:
+    """`python -m sim.lndg` running as a child process: its URL, then what it printed."""
+
+    url: str = ""
+    stdout: str = ""
+    returncode: int | None = None
+
+
+@asynccontextmanager
+async def fake_lndg_process(tmp_path: Path, *args: str) -> AsyncIterator[FakeProcess]:
+    """Start the stand-in as its own process (password `pw`); SIGTERM it on exit."""
     ready = tmp_path / "ready"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sim.lndg",
-            "--channels",
-            str(rows),
-            "--password",
-            "pw",
-            "--ready-file",
-            str(ready),
-        ],
+        [sys.executable, "-m", "sim.lndg", *args, "--password", "pw", "--ready-file", str(ready)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    running = FakeProcess()
     try:
         deadline = time.monotonic() + 15
         while not ready.exists():
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline, "fake LNDg did not become ready"
             await asyncio.sleep(0.05)
-        url = ready.read_text().strip()
-        assert url.startswith("http://127.0.0.1:")
-        async with LndgClient(url, password="pw") as client:
-            channels = await client.fetch_channels()
-        assert [(c.chan_id, c.alias) for c in channels] == [("11", "Proc")]
+        running.url = ready.read_text().strip()
+        yield running
     finally:
         process.send_signal(signal.SIGTERM)
         stdout, _stderr = process.communicate(timeout=10)
-    assert process.returncode == 0
-    assert stdout.decode().strip() == url
+        running.stdout, running.returncode = stdout.decode(), process.returncode
+
+
+@pytest.mark.subprocess
+async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
+    rows = tmp_path / "channels.json"
+    rows.write_text(json.dumps([channel_row(11, alias="Proc"), channel_row(12, is_open=False)]))
+    async with fake_lndg_process(tmp_path, "--channels", str(rows)) as fake:
+        assert fake.url.startswith("http://127.0.0.1:")
+        async with LndgClient(fake.url, password="pw") as client:
+            channels = await client.fetch_channels()
+        assert [(c.chan_id, c.alias) for c in channels] == [("11", "Proc")]
+    assert fake.returncode == 0
+    assert fake.stdout.strip() == fake.url

@@ -7,12 +7,7 @@ are written out by hand: a forward of 60 000 sats earning 42 sats is 60 042 000 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,6 +37,7 @@ from sim.lndg import (
     sample_forwards,
     sample_settings,
 )
+from tests.test_lndg_client import fake_lndg_process
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sim" / "samples" / "lndg"
@@ -533,38 +529,11 @@ async def test_fake_process_serves_forwards_and_settings(tmp_path: Path) -> None
     forwards.write_text(json.dumps({"results": three_forwards()}))
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"AR-MaxFeeRate": "700", "AR-Enabled": 1}))
-    ready = tmp_path / "ready"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sim.lndg",
-            "--forwards",
-            str(forwards),
-            "--settings",
-            str(settings),
-            "--password",
-            "pw",
-            "--ready-file",
-            str(ready),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while not ready.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "fake LNDg did not become ready"
-            await asyncio.sleep(0.05)
-        async with LndgClient(ready.read_text().strip(), password="pw") as client:
+    args = ("--forwards", str(forwards), "--settings", str(settings))
+    async with fake_lndg_process(tmp_path, *args) as fake:
+        async with LndgClient(fake.url, password="pw") as client:
             found = await client.fetch_forwards(datetime(2026, 12, 5, 11))
             current = await client.fetch_settings()
         assert [f.id for f in found] == [2, 3]
         assert (current.max_fee_rate_ppm, current.enabled) == (700, True)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
-    assert process.returncode == 0
+    assert fake.returncode == 0
