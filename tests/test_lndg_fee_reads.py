@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -37,7 +37,7 @@ from sim.lndg import (
     sample_forwards,
     sample_settings,
 )
-from tests.test_lndg_client import fake_lndg_process
+from tests.test_lndg_client import client_for, fake_lndg_process, queries
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sim" / "samples" / "lndg"
@@ -58,16 +58,6 @@ def fake() -> Iterator[FakeLndg]:
 def http(fake: FakeLndg) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fake.url, auth=AUTH, timeout=5) as client:
         yield client
-
-
-def client_for(fake: FakeLndg, **options: Any) -> LndgClient:
-    settings: dict[str, Any] = {"password": PASSWORD, "backoff": 0.01, "timeout": 5.0}
-    settings.update(options)
-    return LndgClient(fake.url, **settings)
-
-
-def queries(fake: FakeLndg) -> list[dict[str, str]]:
-    return [{k: v[-1] for k, v in parse_qs(urlsplit(r.path).query).items()} for r in fake.requests]
 
 
 def three_forwards() -> list[dict[str, Any]]:
