@@ -18,6 +18,7 @@ from core.engine import ActiveRun, Engine
 from core.events import CycleFinished, Mode
 from core.models import Channel, Outcome, Pair, Rebalance
 from core.pairing import PairView
+from core.report_figures import day_bounds
 from core.state import Exclusion, Totals
 
 log = logging.getLogger("core.control")
@@ -58,9 +59,9 @@ class Schedule:
 
 
 def day_start(now: float, zone: dt.tzinfo) -> float:
-    """Midnight of `now`'s local day, as a Unix time."""
-    local = dt.datetime.fromtimestamp(now, zone)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    """Where `now`'s local day began, as a Unix time (DST-correct, like the daily report)."""
+    start, _ = day_bounds(dt.datetime.fromtimestamp(now, zone).date(), zone)
+    return start.timestamp()
 
 
 class Control:

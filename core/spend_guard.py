@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from core.models import Channel, Pair
 from core.node_records import ArSettings, Forward, LndgRebalance, Payment
 from core.pairing import is_target, is_usable
+from core.report_figures import day_bounds
 from core.settings import Settings
 from core.spending import (
     DailyBudget,
@@ -140,9 +141,8 @@ class SpendGuard:
         """Today's fees (ledger) against DAILY_FEE_BUDGET_SATS."""
         moment = dt.datetime.fromtimestamp(self.clock() if now is None else now, dt.UTC)
         zone = self.settings.zone
-        local = moment.astimezone(zone)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        rows = self.store.ledger(since=midnight.timestamp() - 1)
+        midnight, _ = day_bounds(moment.astimezone(zone).date(), zone)
+        rows = self.store.ledger(since=midnight.timestamp())
         return DailyBudget.today(
             rows, budget_sat=self.settings.daily_fee_budget_sats, now=moment, zone=zone
         )
