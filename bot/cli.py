@@ -20,6 +20,7 @@ from core.health import check_health
 from core.lndg import LndgClient, LndgError
 from core.lock import DataDirLock, DataDirLockError
 from core.logs import setup_logging
+from core.metrics_server import MetricsError
 from core.models import LIGHTNING_MAINNET
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_data_dir(settings.data_dir)
             lock.acquire()
         return asyncio.run(_dispatch(args, settings))
-    except (TemplateError, StateError, DataDirLockError) as exc:
+    except (TemplateError, StateError, DataDirLockError, MetricsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,8 +24,11 @@ from core.daemon import STOP_GRACE_SECONDS, Services, open_services
 from core.engine import Engine
 from core.events import DaemonStarted, DaemonStopping, ReportReady
 from core.feed import Episodes, Feed, FeedPump, LogSink, Sink
+from core.metrics import DaemonCollector, daemon_registry
+from core.metrics_server import MetricsServer
 from core.report_delivery import Reporter, ReportUnavailable
 from core.report_figures import DayReport, format_summary
+from core.sd_notify import Notifier
 from core.settings import Settings
 
 log = logging.getLogger("core.runtime")
@@ -185,12 +188,23 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        async with open_services(self.settings) as services:
-            await self._serve(services)
+        systemd = Notifier.from_environment()
+        # Bound before anything starts: a taken port is a configuration error (MetricsError).
+        listen = self.settings.metrics_listen
+        metrics = await MetricsServer.open(listen) if listen else None
+        try:
+            async with open_services(self.settings) as services:
+                await self._serve(services, metrics, systemd)
+        finally:
+            if metrics is not None:
+                await metrics.close()
+            await systemd.close()
         log.info("stopped")
         return self._code
 
-    async def _serve(self, services: Services) -> None:
+    async def _serve(
+        self, services: Services, metrics: MetricsServer | None, systemd: Notifier
+    ) -> None:
         engine, settings, face = services.engine, self.settings, self.face
         feed = Feed(engine.store)
         engine.events.subscribe(feed.listen)
@@ -201,6 +215,9 @@ class Runtime:
 
         cycles = Cycles(engine)
         control = Control(engine, Schedule(cycles.next_at, self._start_manual(engine)))
+        if metrics is not None:
+            collector = DaemonCollector(control, time.time())
+            metrics.attach(daemon_registry(collector), collector)
         _every(scheduler, "ledger", LEDGER_POLL_SECONDS, _guarded("ledger", engine.poll_ledger))
         _every(scheduler, "feed", FEED_FLUSH_SECONDS, _guarded("feed", pump.flush), first=0.5)
         _every(scheduler, "report", REPORT_CHECK_SECONDS, _guarded("report", reports.tick), 5)
@@ -218,7 +235,9 @@ class Runtime:
         cycling = asyncio.create_task(cycles.run(), name="cycles")
         if face is not None:
             face.start(control, services.reporter, self.stop)
+        systemd.ready()
         await self._stopping.wait()
+        systemd.stopping()
 
         log.info("stopping: no new runs, stopping running regolancer processes")
         # The engine first: the running cycle then ends by itself and records its runs

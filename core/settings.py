@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.metrics_server import parse_listen
 from core.spending import FeePolicy
 
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     log_level: str = "INFO"
 
+    # Monitoring (core.metrics_server): host:port for /metrics and /healthz; empty: off
+    metrics_listen: str = ""
+
     @field_validator("telegram_allowed_user_ids", "exclude_channels", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -155,6 +159,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_listen(value)
+        return value
 
     @model_validator(mode="after")
     def _telegram_pairing(self) -> Settings:

@@ -7,8 +7,8 @@ the Telegram face when TELEGRAM_TOKEN is set) runs exactly as in production, wit
 handlers, state database, stat CSV and worker logs in the demo's data directory.
 
 It needs no setting from the environment; only TELEGRAM_TOKEN/TELEGRAM_CHAT_ID (and the
-other TELEGRAM_* variables), LOG_LEVEL, TIMEZONE, REPORT_TIME, NOTIFY_MIN_SATS and
-REGOLANCER_ECHO_OUTPUT are taken from it. No `.env` is read.
+other TELEGRAM_* variables), LOG_LEVEL, TIMEZONE, REPORT_TIME, NOTIFY_MIN_SATS,
+REGOLANCER_ECHO_OUTPUT and METRICS_LISTEN are taken from it. No `.env` is read.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from core.feed import Feed
 from core.lndg import LndgClient, LndgError
 from core.lock import LOCK_NAME, DataDirLock, DataDirLockError
 from core.logs import setup_logging
+from core.metrics_server import MetricsError
 from core.regolancer_config import TemplateError
 from core.report_delivery import Reporter
 from core.report_figures import format_summary
@@ -365,7 +366,7 @@ def demo_main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
-    except (DemoError, TemplateError, StateError, DataDirLockError) as exc:
+    except (DemoError, TemplateError, StateError, DataDirLockError, MetricsError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the daemon's own handler was installed
