@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,7 +49,7 @@ def parse_listen(text: str) -> Listen:
     """`127.0.0.1:9110`, `[::1]:9110` or `localhost:9110`; ValueError saying what is wrong."""
     match = _LISTEN.match(text.strip())
     if match is None:
-        if text.count(":") > 1 and "[" not in text:
+        if text.count(":") > 1 and re.fullmatch(r"[0-9A-Fa-f:.]+", text.strip()):
             raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:9110")
         raise ValueError(f"{text!r} is not host:port, e.g. 127.0.0.1:9110")
     port = int(match["port"])
@@ -96,7 +98,9 @@ class MetricsServer:
                 metrics._handle, listen.host, listen.port, limit=MAX_REQUEST_BYTES
             )
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            # asyncio words a bind failure at length; the errno's own text is the line.
+            plain = exc.errno and not isinstance(exc, socket.gaierror)
+            reason = os.strerror(exc.errno) if plain else exc.strerror or str(exc)
             raise MetricsError(
                 f"METRICS_LISTEN {listen}: cannot listen there ({reason}); free the port or "
                 "set another host:port"
