@@ -99,8 +99,10 @@ class MetricsServer:
             )
         except OSError as exc:
             # asyncio words a bind failure at length; the errno's own text is the line.
-            plain = exc.errno and not isinstance(exc, socket.gaierror)
-            reason = os.strerror(exc.errno) if plain else exc.strerror or str(exc)
+            if isinstance(exc, socket.gaierror) or exc.errno is None:
+                reason = exc.strerror or str(exc)
+            else:
+                reason = os.strerror(exc.errno)
             raise MetricsError(
                 f"METRICS_LISTEN {listen}: cannot listen there ({reason}); free the port or "
                 "set another host:port"
