@@ -347,6 +347,17 @@ async def test_before_the_daemon_runs_the_server_says_starting() -> None:
         await metrics.close()
 
 
+async def test_a_silent_client_is_dropped_after_the_request_time(
+    server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.metrics_server.REQUEST_SECONDS", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /metr")  # and nothing more
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""
+    writer.close()
+
+
 async def test_a_silent_or_garbled_client_holds_nothing(server: MetricsServer) -> None:
     silent = await asyncio.open_connection("127.0.0.1", server.port)
     garbled_reader, garbled = await asyncio.open_connection("127.0.0.1", server.port)
@@ -357,8 +368,7 @@ async def test_a_silent_or_garbled_client_holds_nothing(server: MetricsServer) -
     huge_reader, huge = await asyncio.open_connection("127.0.0.1", server.port)
     huge.write(b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"a" * 20_000 + b"\r\n\r\n")
     assert await huge_reader.read() == b""  # closed without an answer
-    for _reader, writer in (silent,):
-        writer.close()
+    silent[1].close()
     garbled.close()
     huge.close()
 
