@@ -328,6 +328,12 @@ async def test_the_server_answers_metrics_and_health(server: MetricsServer) -> N
     assert (await get(server, "/metrics", method="POST")).status_code == 405
 
 
+async def test_many_scrapes_at_once_get_the_same_figures(server: MetricsServer) -> None:
+    answers = await asyncio.gather(*(get(server, "/metrics") for _ in range(20)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert all("regolancer_orchestrator_rebalances_total 2.0" in a.text for a in answers)
+
+
 async def test_health_says_503_when_the_loop_is_late(server: MetricsServer, daemon: Daemon) -> None:
     daemon.engine.status.last_cycle = (NOW - 1000, NOW - 900)
     health = await get(server, "/healthz")
