@@ -88,7 +88,10 @@ def test_unit_has_the_required_settings() -> None:
         assert key in service, f"[Service] lacks {key}="
         return service[key][-1]
 
-    assert one("Type") == "exec"
+    # READY=1 and WATCHDOG=1 come from the daemon's event loop, and from nothing else.
+    assert one("Type") == "notify"
+    assert one("NotifyAccess") == "main"
+    assert one("WatchdogSec") == "60"
     assert one("EnvironmentFile").lstrip("-") == "/etc/regolancer-orchestrator/env"
     assert one("Restart") == "on-failure"
     assert one("RestartSec")
@@ -108,6 +111,9 @@ def test_unit_has_the_required_settings() -> None:
     assert environment["DATA_DIR"] == state_dir
     assert one("WorkingDirectory") == state_dir
     assert state_dir in one("ReadWritePaths").split()
+    # The paths README's systemd steps install to (tests/test_systemd_replay.py replays them).
+    assert environment["REGOLANCER_TEMPLATE"] == "/etc/regolancer-orchestrator/config.template.json"
+    assert environment["REGOLANCER_BIN"] == "/usr/local/bin/regolancer"
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
