@@ -248,11 +248,20 @@ def secret_file_problems(directory: Path) -> list[str]:
         entries = sorted(directory.iterdir())
     except OSError as exc:
         return [f"secrets: cannot list {directory}: {exc.strerror or exc}"]
+    seen: dict[str, Path] = {}
     for entry in entries:
         name = wanted.get(entry.name.lower())
         if name is None:
             continue
         variable = name.upper()
+        if name in seen:
+            # Which of the two pydantic-settings would read depends on the directory order.
+            problems.append(
+                f"{variable}: two secret files, {seen[name].name} and {entry.name} in "
+                f"{directory}: keep one"
+            )
+            continue
+        seen[name] = entry
         if entry.is_dir():
             problems.append(
                 f"{variable}: secret {entry} is a directory, not a file (Docker makes one when "

@@ -91,6 +91,16 @@ def test_a_directory_where_a_secret_should_be_is_one_line(clean_env: Path) -> No
     assert PASSWORD not in problem
 
 
+def test_two_spellings_of_one_secret_are_refused(clean_env: Path) -> None:
+    (clean_env / "lndg_pass").write_text("one")
+    (clean_env / "LNDG_PASS").write_text("two")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(None, secrets_dir=clean_env)
+    assert caught.value.problems == [
+        f"LNDG_PASS: two secret files, LNDG_PASS and lndg_pass in {clean_env}: keep one"
+    ]
+
+
 def test_credentials_directory_then_run_secrets(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
