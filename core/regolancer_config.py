@@ -95,6 +95,18 @@ def load_template(path: Path) -> dict[str, Any]:
             f"regolancer template {path} not found: copy config.template.json there and edit it, "
             "or point REGOLANCER_TEMPLATE at it"
         ) from None
+    except IsADirectoryError:
+        raise TemplateError(
+            f"regolancer template {path} is a directory, not a file (Docker makes an empty "
+            "directory when a bind mount's source file is missing): create the file on the "
+            "host, or point REGOLANCER_TEMPLATE at it"
+        ) from None
+    except PermissionError:
+        raise TemplateError(
+            f"cannot read regolancer template {path}: permission denied for uid {os.getuid()}: "
+            "make the file (and its directories) readable by this user, or point "
+            "REGOLANCER_TEMPLATE at a copy it can read"
+        ) from None
     except UnicodeDecodeError:
         raise TemplateError(f"regolancer template {path} is not UTF-8 text") from None
     except OSError as exc:

@@ -23,13 +23,26 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.metrics_server import parse_listen
 from core.spending import FeePolicy
 
 TELEGRAM_DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# The settings that may also come from a file named after them (`lndg_pass` or `LNDG_PASS`),
+# read when the variable is unset or empty: Docker and Podman mount secrets in /run/secrets,
+# systemd's LoadCredential= puts them in $CREDENTIALS_DIRECTORY.
+SECRET_FIELDS = ("telegram_token", "lndg_pass")
+DOCKER_SECRETS_DIR = Path("/run/secrets")
 
 
 class SettingsError(Exception):
@@ -45,6 +58,17 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
     return value
+
+
+class _SecretFiles(SecretsSettingsSource):
+    """Secret files for SECRET_FIELDS only (a stray `/run/secrets/dry_run` changes nothing);
+    an empty file counts as unset, like an empty variable."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name not in SECRET_FIELDS:
+            return None, field_name, False
+        value, key, is_complex = super().get_field_value(field, field_name)
+        return (value or None), key, is_complex
 
 
 class Settings(BaseSettings):
@@ -109,6 +133,20 @@ class Settings(BaseSettings):
 
     # Monitoring (core.metrics_server): host:port for /metrics and /healthz; empty: off
     metrics_listen: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The usual order (variables, then .env, then secret files), with our secret source.
+        directory = getattr(file_secret_settings, "secrets_dir", None)
+        secrets = _SecretFiles(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, secrets
 
     @field_validator("telegram_allowed_user_ids", "exclude_channels", mode="before")
     @classmethod
@@ -205,12 +243,74 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{name}: {message}"
 
 
-def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-    """Read the settings; raise SettingsError with one readable line per problem."""
+def default_secrets_dir() -> Path | None:
+    """Where secret files are looked for: systemd's credentials, else Docker's /run/secrets."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    for candidate in (Path(credentials) if credentials else None, DOCKER_SECRETS_DIR):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    return None
+
+
+def secret_file_problems(directory: Path) -> list[str]:
+    """A secret file that is a directory or unreadable, as one line each (never its content)."""
+    problems = []
+    wanted = {name.lower(): name for name in SECRET_FIELDS}
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        return [f"secrets: cannot list {directory}: {exc.strerror or exc}"]
+    seen: dict[str, Path] = {}
+    for entry in entries:
+        name = wanted.get(entry.name.lower())
+        if name is None:
+            continue
+        variable = name.upper()
+        if name in seen:
+            # Which of the two pydantic-settings would read depends on the directory order.
+            problems.append(
+                f"{variable}: two secret files, {seen[name].name} and {entry.name} in "
+                f"{directory}: keep one"
+            )
+            continue
+        seen[name] = entry
+        if entry.is_dir():
+            problems.append(
+                f"{variable}: secret {entry} is a directory, not a file (Docker makes one when "
+                "the secret's source file is missing): create that file on the host"
+            )
+            continue
+        try:
+            with entry.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(
+                f"{variable}: cannot read secret {entry}: {exc.strerror or exc}: make it "
+                f"readable by uid {os.getuid()}"
+            )
+    return problems
+
+
+def load_settings(
+    env_file: str | Path | None = ".env",
+    *,
+    secrets_dir: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read the settings; raise SettingsError with one readable line per problem.
+
+    `secrets_dir` defaults to default_secrets_dir(); files there fill TELEGRAM_TOKEN and
+    LNDG_PASS when the environment and the .env file leave them unset or empty.
+    """
     if env_file is not None and not os.path.exists(env_file):
         env_file = None
+    directory = secrets_dir if secrets_dir is not None else default_secrets_dir()
+    if directory is not None:
+        problems = secret_file_problems(directory)
+        if problems:
+            raise SettingsError(problems)
     try:
-        return Settings(_env_file=env_file, **overrides)
+        return Settings(_env_file=env_file, _secrets_dir=directory, **overrides)
     except ValidationError as exc:
         # Built from loc and msg only: input values (maybe a secret) never appear.
         problems = [_describe(dict(err)) for err in exc.errors(include_input=False)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import importlib
 import json
 import os
 import re
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "regolancer-orchestrator.service"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-COMPOSE = ROOT / "docker-compose.yml"
 
 # Words systemd-analyze prints when it ignores or rejects a line of a unit.
 UNIT_COMPLAINTS = re.compile(r"unknown|ignoring|failed to parse|invalid|not executable", re.I)
@@ -88,7 +85,10 @@ def test_unit_has_the_required_settings() -> None:
         assert key in service, f"[Service] lacks {key}="
         return service[key][-1]
 
-    assert one("Type") == "exec"
+    # READY=1 and WATCHDOG=1 come from the daemon's event loop, and from nothing else.
+    assert one("Type") == "notify"
+    assert one("NotifyAccess") == "main"
+    assert one("WatchdogSec") == "60"
     assert one("EnvironmentFile").lstrip("-") == "/etc/regolancer-orchestrator/env"
     assert one("Restart") == "on-failure"
     assert one("RestartSec")
@@ -108,6 +108,9 @@ def test_unit_has_the_required_settings() -> None:
     assert environment["DATA_DIR"] == state_dir
     assert one("WorkingDirectory") == state_dir
     assert state_dir in one("ReadWritePaths").split()
+    # The paths README's systemd steps install to (tests/test_systemd_replay.py replays them).
+    assert environment["REGOLANCER_TEMPLATE"] == "/etc/regolancer-orchestrator/config.template.json"
+    assert environment["REGOLANCER_BIN"] == "/usr/local/bin/regolancer"
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
@@ -504,56 +507,4 @@ def test_dockerfile_install_steps_work_in_a_clean_virtualenv(tmp_path: Path) -> 
     assert (image.fs / "data" / "state.sqlite3").exists()
 
 
-# --- docker-compose.yml -------------------------------------------------------------------
-
-
-def compose_volumes(text: str) -> list[str]:
-    return re.findall(r"^\s+-\s+([^\s#]+:[^\s#]+)\s*$", text, flags=re.M)
-
-
-def test_compose_example_mounts_what_the_operator_needs() -> None:
-    text = COMPOSE.read_text()
-    assert "\t" not in text
-    code = "\n".join(
-        line.split(" #")[0] for line in text.splitlines() if not line.lstrip().startswith("#")
-    )
-    for setting in (
-        "network_mode: host",
-        "init: true",
-        "stop_grace_period: 15s",
-        "restart: unless-stopped",
-        "env_file: .env",
-        "DATA_DIR: /data",
-    ):
-        assert re.search(rf"^\s+{re.escape(setting)}\s*$", code, flags=re.M), setting
-    assert "healthcheck:" not in code, "the image's HEALTHCHECK is meant to be inherited"
-
-    targets = {volume.split(":")[1]: volume.split(":")[2:] for volume in compose_volumes(code)}
-    assert targets["/data"] == []  # writable
-    # LND's files, the binary and the template: read-only.
-    for target in (
-        "/lnd/tls.cert",
-        "/lnd/macaroons",
-        "/usr/local/bin/regolancer",
-        "/config/config.template.json",
-    ):
-        assert targets.get(target) == ["ro"], target
-    # The header tells the operator to point the template at exactly these mounts.
-    header = text.split("services:")[0]
-    assert '"tlscert": "/lnd/tls.cert"' in header
-    assert '"macaroon_dir": "/lnd/macaroons"' in header
-
-    yaml = _optional_yaml()
-    if yaml is not None:
-        service = yaml.safe_load(text)["services"]["regolancer-orchestrator"]
-        assert service["init"] is True
-        assert service["network_mode"] == "host"
-        assert len(service["volumes"]) == len(compose_volumes(code))
-
-
-def _optional_yaml() -> Any:
-    # PyYAML is no dependency of ours; where it happens to be installed, parse for real.
-    try:
-        return importlib.import_module("yaml")
-    except ImportError:
-        return None
+# docker-compose*.yml against the Dockerfile and README's steps: tests/test_compose.py.
