@@ -12,13 +12,26 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from core.channel_card import CARD_DAYS, ChannelCard, role_of
 from core.channel_ref import resolve_among, resolve_channel
 from core.engine import ActiveRun, Engine
 from core.events import CycleFinished, Mode
 from core.models import Channel, Outcome, Pair, Rebalance
+from core.node_records import ArSettings, Forward, LndgRebalance, Payment
 from core.pairing import PairView
-from core.report_figures import day_bounds
+from core.pnl import (
+    ChannelMoney,
+    Period,
+    Pnl,
+    channel_money,
+    channel_runs,
+    make_pnl,
+    period,
+    sources_that_worked,
+)
+from core.report_figures import DEFAULT_MATCH_WINDOW_SECONDS, day_bounds
 from core.state import Exclusion, Totals
 
 log = logging.getLogger("core.control")
@@ -26,6 +39,22 @@ log = logging.getLogger("core.control")
 # A pause this far ahead reads as "until resume" (a date that far cannot be shown).
 FAR_SECONDS = 10 * 365 * 86400.0
 DRY_RUN_LOCKED = "DRY_RUN=true is set in the environment; change it there."
+
+
+MAX_PNL_DAYS = 90
+NO_MONEY = "Money figures are not available in this process (no LNDg reader)."
+
+
+class NodeReads(Protocol):
+    """What `/channel` and `/pnl` read from LNDg (core.lndg.LndgClient), one read at a time."""
+
+    async def fetch_forwards(
+        self, since: dt.datetime, until: dt.datetime | None = None
+    ) -> Sequence[Forward]: ...
+
+    async def fetch_payments(self, start: dt.datetime, end: dt.datetime) -> Sequence[Payment]: ...
+
+    async def fetch_rebalances(self, stop_after: dt.datetime) -> Sequence[LndgRebalance]: ...
 
 
 class Refused(Exception):
@@ -72,10 +101,12 @@ class Control:
         engine: Engine,
         schedule: Schedule | None = None,
         clock: Callable[[], float] = time.time,
+        node: NodeReads | None = None,
     ) -> None:
         self.engine = engine
         self.schedule = schedule or Schedule()
         self.clock = clock
+        self.node = node  # forwards and payments for /channel and /pnl (None: not here)
 
     # --- switches -----------------------------------------------------------------------
 
@@ -180,3 +211,82 @@ class Control:
 
     def last_rebalances(self, count: int) -> list[Rebalance]:
         return self.engine.store.last_rebalances(count)
+
+    # --- money --------------------------------------------------------------------------
+
+    async def channel(self, reference: str) -> ChannelCard:
+        """One channel's card: role now and why, LNDg's settings, 7 and 30 days of money.
+
+        Raises ChannelLookupError for a reference that names no open channel (or several),
+        LNDg's error when it cannot be read, Refused without an LNDg reader.
+        """
+        node = self._node()
+        channels = await self.engine.channels()  # also refreshes the skip reasons
+        channel = resolve_channel(reference, channels)
+        now = self.clock()
+        zone = self.engine.settings.zone
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        week, month = (period(days, moment, zone) for days in CARD_DAYS)
+        inputs = await self._read(node, month)
+        aliases = {c.chan_id: c.alias for c in channels}
+
+        def money(span: Period) -> ChannelMoney:
+            found = channel_money(*inputs, start=span.start, end=span.end, aliases=aliases)
+            return found.get(channel.chan_id, ChannelMoney(channel.chan_id, channel.alias))
+
+        since = month.start.timestamp()
+        guard = self.engine.guard
+        return ChannelCard(
+            channel=channel,
+            role=role_of(
+                channel,
+                excluded=channel.chan_id in self.engine.store.excluded_ids(),
+                skip=self.engine.skipped.get(channel.chan_id),
+            ),
+            ar=guard.ar if guard is not None else ArSettings(),
+            week=money(week),
+            month=money(month),
+            runs=channel_runs(self.engine.store.runs(since=since), channel.chan_id),
+            sources=tuple(
+                sources_that_worked(self.engine.store.ledger(since=since), channel.chan_id)
+            ),
+            zone_name=month.zone_name,
+            now=now,
+        )
+
+    async def pnl(self, days: int) -> Pnl:
+        """Every channel that earned or cost anything in the last `days` local days.
+
+        Raises LNDg's error when it cannot be read, Refused without an LNDg reader.
+        """
+        if not 1 <= days <= MAX_PNL_DAYS:
+            raise ValueError(f"a period lasts 1 to {MAX_PNL_DAYS} days")
+        node = self._node()
+        channels = await self.engine.channels()
+        span = period(
+            days, dt.datetime.fromtimestamp(self.clock(), dt.UTC), self.engine.settings.zone
+        )
+        inputs = await self._read(node, span)
+        aliases = {c.chan_id: c.alias for c in channels}
+        return make_pnl(
+            span, channel_money(*inputs, start=span.start, end=span.end, aliases=aliases)
+        )
+
+    def _node(self) -> NodeReads:
+        if self.node is None:
+            raise Refused(NO_MONEY)
+        return self.node
+
+    async def _read(
+        self, node: NodeReads, span: Period
+    ) -> tuple[Sequence[Forward], Sequence[Payment], Sequence[LndgRebalance], list[Rebalance]]:
+        """Forwards of the period; payments, LNDg's rebalances and the ledger a match window
+        wider, so a rebalance at the period's edge is attributed as the daily report does."""
+        margin = dt.timedelta(seconds=DEFAULT_MATCH_WINDOW_SECONDS)
+        forwards = await node.fetch_forwards(span.start, span.end)
+        payments = await node.fetch_payments(span.start - margin, span.end + margin)
+        rebalances = await node.fetch_rebalances(span.start - margin)
+        ledger = self.engine.store.ledger(
+            (span.start - margin).timestamp(), (span.end + margin).timestamp() + 1
+        )
+        return forwards, payments, rebalances, ledger

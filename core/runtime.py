@@ -200,7 +200,9 @@ class Runtime:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
 
         cycles = Cycles(engine)
-        control = Control(engine, Schedule(cycles.next_at, self._start_manual(engine)))
+        control = Control(
+            engine, Schedule(cycles.next_at, self._start_manual(engine)), node=services.lndg
+        )
         _every(scheduler, "ledger", LEDGER_POLL_SECONDS, _guarded("ledger", engine.poll_ledger))
         _every(scheduler, "feed", FEED_FLUSH_SECONDS, _guarded("feed", pump.flush), first=0.5)
         _every(scheduler, "report", REPORT_CHECK_SECONDS, _guarded("report", reports.tick), 5)
