@@ -71,6 +71,7 @@ class ChannelCard:
 
     channel: Channel
     role: Role
+    excluded: bool
     ar: ArSettings
     week: ChannelMoney
     month: ChannelMoney

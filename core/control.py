@@ -236,13 +236,11 @@ class Control:
 
         since = month.start.timestamp()
         guard = self.engine.guard
+        excluded = channel.chan_id in self.engine.store.excluded_ids()
         return ChannelCard(
             channel=channel,
-            role=role_of(
-                channel,
-                excluded=channel.chan_id in self.engine.store.excluded_ids(),
-                skip=self.engine.skipped.get(channel.chan_id),
-            ),
+            role=role_of(channel, excluded=excluded, skip=self.engine.skipped.get(channel.chan_id)),
+            excluded=excluded,
             ar=guard.ar if guard is not None else ArSettings(),
             week=money(week),
             month=money(month),
