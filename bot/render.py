@@ -369,14 +369,13 @@ def pnl_pages(count: int) -> int:
     return pages(count, PNL_PER_PAGE)
 
 
-def pnl_page(pnl: Pnl, page: int) -> str:
-    """One page of `/pnl`: the totals, then channels worst net first (pages start at 0)."""
+def _pnl_lines(pnl: Pnl, page: int, per_page: int) -> list[str]:
     span = pnl.period
     when = f"{span.first_day.isoformat()} – {span.last_day.isoformat()} ({escape(span.zone_name)})"
     if not pnl.channels:
-        return f"No channel earned or cost anything in {span.days} d, {when}."
+        return [f"No channel earned or cost anything in {span.days} d, {when}."]
     cost = pnl.cost
-    total_pages = pnl_pages(len(pnl.channels))
+    total_pages = pages(len(pnl.channels), per_page)
     page = min(max(page, 0), total_pages - 1)
     head = f"<b>Earned vs rebalancing cost, {span.days} d</b>\n{when}"
     if total_pages > 1:
@@ -390,13 +389,23 @@ def pnl_page(pnl: Pnl, page: int) -> str:
         f"Net: <b>{escape(signed_fee(pnl.net_msat))}</b> · {len(pnl.channels)} channels, "
         "worst net first",
     ]
-    shown = pnl.channels[page * PNL_PER_PAGE : (page + 1) * PNL_PER_PAGE]
+    shown = pnl.channels[page * per_page : (page + 1) * per_page]
     lines += [
         f"• {name(m.alias, m.chan_id)}: earned {_msat_fee(m.earned_msat)} ({m.forwards} fw), "
         f"cost {_msat_fee(m.cost.fee_msat)} → <b>{escape(signed_fee(m.net_msat))}</b>"
         for m in shown
     ]
-    return fit("\n".join(lines))
+    return lines
+
+
+def pnl_page(pnl: Pnl, page: int) -> str:
+    """One page of `/pnl`: the totals, then channels worst net first (pages start at 0)."""
+    return fit("\n".join(_pnl_lines(pnl, page, PNL_PER_PAGE)))
+
+
+def pnl_text(pnl: Pnl) -> str:
+    """All of `/pnl` as plain text, for the CLI (no page, no limit)."""
+    return plain("\n".join(_pnl_lines(pnl, 0, max(1, len(pnl.channels)))))
 
 
 def money_unavailable(problem: str) -> str:

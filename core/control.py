@@ -12,26 +12,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from core.channel_card import CARD_DAYS, ChannelCard, role_of
+from core.channel_card import ChannelCard
 from core.channel_ref import resolve_among, resolve_channel
 from core.engine import ActiveRun, Engine
 from core.events import CycleFinished, Mode
 from core.models import Channel, Outcome, Pair, Rebalance
-from core.node_records import ArSettings, Forward, LndgRebalance, Payment
+from core.money_reads import MoneyReader, NodeReads
+from core.node_records import ArSettings
 from core.pairing import PairView
-from core.pnl import (
-    ChannelMoney,
-    Period,
-    Pnl,
-    channel_money,
-    channel_runs,
-    make_pnl,
-    period,
-    sources_that_worked,
-)
-from core.report_figures import DEFAULT_MATCH_WINDOW_SECONDS, day_bounds
+from core.pnl import Pnl
+from core.report_figures import day_bounds
 from core.state import Exclusion, Totals
 
 log = logging.getLogger("core.control")
@@ -41,20 +32,7 @@ FAR_SECONDS = 10 * 365 * 86400.0
 DRY_RUN_LOCKED = "DRY_RUN=true is set in the environment; change it there."
 
 
-MAX_PNL_DAYS = 90
 NO_MONEY = "Money figures are not available in this process (no LNDg reader)."
-
-
-class NodeReads(Protocol):
-    """What `/channel` and `/pnl` read from LNDg (core.lndg.LndgClient), one read at a time."""
-
-    async def fetch_forwards(
-        self, since: dt.datetime, until: dt.datetime | None = None
-    ) -> Sequence[Forward]: ...
-
-    async def fetch_payments(self, start: dt.datetime, end: dt.datetime) -> Sequence[Payment]: ...
-
-    async def fetch_rebalances(self, stop_after: dt.datetime) -> Sequence[LndgRebalance]: ...
 
 
 class Refused(Exception):
@@ -220,36 +198,15 @@ class Control:
         Raises ChannelLookupError for a reference that names no open channel (or several),
         LNDg's error when it cannot be read, Refused without an LNDg reader.
         """
-        node = self._node()
+        money = self._money()
         channels = await self.engine.channels()  # also refreshes the skip reasons
-        channel = resolve_channel(reference, channels)
-        now = self.clock()
-        zone = self.engine.settings.zone
-        moment = dt.datetime.fromtimestamp(now, dt.UTC)
-        week, month = (period(days, moment, zone) for days in CARD_DAYS)
-        inputs = await self._read(node, month)
-        aliases = {c.chan_id: c.alias for c in channels}
-
-        def money(span: Period) -> ChannelMoney:
-            found = channel_money(*inputs, start=span.start, end=span.end, aliases=aliases)
-            return found.get(channel.chan_id, ChannelMoney(channel.chan_id, channel.alias))
-
-        since = month.start.timestamp()
         guard = self.engine.guard
-        excluded = channel.chan_id in self.engine.store.excluded_ids()
-        return ChannelCard(
-            channel=channel,
-            role=role_of(channel, excluded=excluded, skip=self.engine.skipped.get(channel.chan_id)),
-            excluded=excluded,
+        return await money.card(
+            resolve_channel(reference, channels),
+            channels,
+            excluded=self.engine.store.excluded_ids(),
+            skipped=self.engine.skipped,
             ar=guard.ar if guard is not None else ArSettings(),
-            week=money(week),
-            month=money(month),
-            runs=channel_runs(self.engine.store.runs(since=since), channel.chan_id),
-            sources=tuple(
-                sources_that_worked(self.engine.store.ledger(since=since), channel.chan_id)
-            ),
-            zone_name=month.zone_name,
-            now=now,
         )
 
     async def pnl(self, days: int) -> Pnl:
@@ -257,34 +214,11 @@ class Control:
 
         Raises LNDg's error when it cannot be read, Refused without an LNDg reader.
         """
-        if not 1 <= days <= MAX_PNL_DAYS:
-            raise ValueError(f"a period lasts 1 to {MAX_PNL_DAYS} days")
-        node = self._node()
-        channels = await self.engine.channels()
-        span = period(
-            days, dt.datetime.fromtimestamp(self.clock(), dt.UTC), self.engine.settings.zone
-        )
-        inputs = await self._read(node, span)
-        aliases = {c.chan_id: c.alias for c in channels}
-        return make_pnl(
-            span, channel_money(*inputs, start=span.start, end=span.end, aliases=aliases)
-        )
+        money = self._money()
+        return await money.pnl(days, await self.engine.channels())
 
-    def _node(self) -> NodeReads:
+    def _money(self) -> MoneyReader:
         if self.node is None:
             raise Refused(NO_MONEY)
-        return self.node
-
-    async def _read(
-        self, node: NodeReads, span: Period
-    ) -> tuple[Sequence[Forward], Sequence[Payment], Sequence[LndgRebalance], list[Rebalance]]:
-        """Forwards of the period; payments, LNDg's rebalances and the ledger a match window
-        wider, so a rebalance at the period's edge is attributed as the daily report does."""
-        margin = dt.timedelta(seconds=DEFAULT_MATCH_WINDOW_SECONDS)
-        forwards = await node.fetch_forwards(span.start, span.end)
-        payments = await node.fetch_payments(span.start - margin, span.end + margin)
-        rebalances = await node.fetch_rebalances(span.start - margin)
-        ledger = self.engine.store.ledger(
-            (span.start - margin).timestamp(), (span.end + margin).timestamp() + 1
-        )
-        return forwards, payments, rebalances, ledger
+        settings = self.engine.settings
+        return MoneyReader(self.engine.store, self.node, settings.zone, self.clock)
