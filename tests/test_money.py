@@ -53,6 +53,7 @@ from core.settings import load_settings
 from core.state import StateStore
 from sim.lndg import FakeLndg, channel_row, forward_row, payment_row, rebalance_row
 from sim.telegram import FakeTelegram
+from tests.daemon_process import Node, run_cli
 from tests.test_engine import ScriptedRunner
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -434,3 +435,44 @@ async def test_two_cards_at_once_both_answer(control: Control) -> None:
     assert (one.role.kind, two.role.kind) == (RoleKind.TARGET, RoleKind.SOURCE)
     assert two.week.earned_msat == 102_800
     assert timedelta(0) <= timedelta(seconds=NOW - two.now)
+
+
+# --- the CLI -----------------------------------------------------------------------------
+
+
+@pytest.mark.subprocess
+def test_cli_channel_and_pnl_as_text_and_json(tmp_path: Path) -> None:
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with FakeLndg(payments=[], rebalancer=[]) as lndg:
+        lndg.channels = [
+            channel_row(SRC1, alias="Src1", local_balance=900_000, ar_out_target=60),
+            channel_row(
+                TGT1, alias="Tgt1", local_balance=20_000, auto_rebalance=True, ar_in_target=80
+            ),
+        ]
+        lndg.forwards = [
+            forward_row(chan_id_in=SRC1, chan_id_out=TGT1, fee=12.5, forward_date=hour_ago)
+        ]
+        lndg.payments = [
+            payment_row(creation_date=hour_ago, fee=2.5, chan_out=SRC1, rebal_chan=TGT1)
+        ]
+        node = Node(tmp_path, lndg.url, timezone="America/New_York")
+        card = run_cli(node, "channel", "800000x101x0", "--json")
+        assert card.returncode == 0, card.stderr
+        shown = json.loads(card.stdout)
+        assert (shown["alias"], shown["role"], shown["7d"]["net_sat"]) == ("Tgt1", "target", 10.0)
+        assert shown["7d"]["cost_by_tool"]["other"] == {"count": 1, "sats": 1000, "fee_sat": 2.5}
+        text = run_cli(node, "pnl", "30d")
+        assert text.returncode == 0, text.stderr
+        assert "• Tgt1: earned 12.5 sat (1 fw), cost 2.5 sat → +10 sat" in text.stdout
+        assert json.loads(run_cli(node, "pnl", "--json").stdout)["revenue_sat"] == 12.5
+        unknown = run_cli(node, "channel", "nobody")
+        assert (unknown.returncode, unknown.stdout) == (2, "")
+        assert unknown.stderr.strip() == "error: no open channel with alias 'nobody'"
+        bad = run_cli(node, "pnl", "3x")
+        assert bad.returncode == 2
+        assert "give 7d or 30d" in bad.stderr
+        lndg.fault = "401"  # the password changed: refused at once, no retries
+        down = run_cli(node, "pnl")
+        assert down.returncode == 1
+        assert down.stderr.startswith("error: LNDg could not be read")
