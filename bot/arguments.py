@@ -113,3 +113,15 @@ def parse_report_period(args: list[str], today: dt.date) -> tuple[dt.date, int]:
             f"reports begin on {FIRST_REPORT_DAY.isoformat()} (Lightning mainnet)", example
         )
     return day, 1
+
+
+def parse_pnl_days(args: list[str], default: int = 7) -> int:
+    """`/pnl`, `/pnl 7d`, `/pnl 30d` (any 1d to 90d) into a number of days."""
+    if not args:
+        return default
+    match = _DAYS.fullmatch(args[0].strip().lower()) if len(args) == 1 else None
+    if match is None or not 1 <= int(match.group(1)) <= MAX_REPORT_DAYS:
+        raise ArgumentError(
+            f"give 7d or 30d (any 1d to {MAX_REPORT_DAYS}d), not {' '.join(args)!r}", "/pnl 30d"
+        )
+    return int(match.group(1))

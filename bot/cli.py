@@ -12,6 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot import render
+from bot.arguments import ArgumentError, parse_pnl_days
+from core import money_json
+from core.channel_ref import ChannelLookupError, resolve_channel
 from core.checks import run_checks
 from core.control import Control
 from core.daemon import open_services
@@ -22,6 +26,7 @@ from core.lock import DataDirLock, DataDirLockError
 from core.logs import setup_logging
 from core.metrics_server import MetricsError
 from core.models import LIGHTNING_MAINNET
+from core.money_reads import MoneyReader
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
 from core.report_delivery import Reporter
@@ -54,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check settings, LNDg, the regolancer binary and the template")
     pairs = sub.add_parser("pairs", help="print the pairs the rule gives now")
     pairs.add_argument("--json", action="store_true", help="machine-readable output")
+    channel = sub.add_parser(
+        "channel", help="one channel: role and why, fees, earned against rebalancing cost"
+    )
+    channel.add_argument("ref", nargs="+", help="chan_id, short id (800000x1234x1) or alias")
+    channel.add_argument("--json", action="store_true", help="machine-readable output")
+    pnl = sub.add_parser("pnl", help="each channel's earnings against its rebalancing cost")
+    pnl.add_argument("period", nargs="?", default="7d", help="7d or 30d (any 1d-90d; default 7d)")
+    pnl.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("health", help="exit 0 if a daemon on this DATA_DIR beat recently")
     report = sub.add_parser("report", help="print a rebalancing report and write it to the CSV")
     report.add_argument(
@@ -161,6 +174,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _cycle(settings, dry_run=args.dry_run)
     if args.command == "report":
         return await _report(settings, args.date, args.days)
+    if args.command in ("channel", "pnl"):
+        return await _money(settings, args)
     if settings.headless:
         return await Runtime(settings).run()
     from bot.app import TelegramFace  # imported here so headless use never loads telegram
@@ -253,4 +268,44 @@ async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
         store.close()
     print(format_summary(combine(reports)))
     print(f"written: {reporter.csv_path} and {reporter.chart_path}", file=sys.stderr)
+    return 0
+
+
+async def _money(settings: Settings, args: argparse.Namespace) -> int:
+    """`channel <ref>` and `pnl [7d|30d]`: the chat's card and list, as text or JSON."""
+    if args.command == "pnl":
+        try:
+            days = parse_pnl_days([args.period])
+        except ArgumentError as exc:
+            print(f"error: {exc.problem}", file=sys.stderr)
+            return 2
+    ensure_data_dir(settings.data_dir)
+    try:
+        with StateStore(settings.database_path) as store:
+            async with LndgClient.from_settings(settings) as lndg:
+                channels = (await lndg.fetch_channels()).channels
+                reader = MoneyReader(store, lndg, settings.zone)
+                if args.command == "pnl":
+                    found = await reader.pnl(days, channels)
+                    text, data = render.pnl_text(found), money_json.pnl(found)
+                else:
+                    channel = resolve_channel(" ".join(args.ref), channels)
+                    guard = SpendGuard(settings, store, lndg, {})
+                    await guard.refresh()
+                    card = await reader.card(
+                        channel,
+                        channels,
+                        excluded=store.excluded_ids(),
+                        skipped=guard.skips(channels),
+                        ar=guard.ar,
+                    )
+                    text = render.plain(render.channel_card(card, settings.zone))
+                    data = money_json.card(card)
+    except ChannelLookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LndgError as exc:
+        print(f"error: LNDg could not be read: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(data, indent=2) if args.json else text)
     return 0

@@ -38,6 +38,7 @@ from bot.arguments import (
     parse_count,
     parse_duration,
     parse_on_off,
+    parse_pnl_days,
     parse_report_period,
 )
 from core.channel_ref import ChannelLookupError
@@ -45,6 +46,7 @@ from core.chart import render_chart_async
 from core.control import DRY_RUN_LOCKED, Control, Refused
 from core.lndg import LndgError
 from core.models import Channel, Pair
+from core.pnl import Pnl
 from core.report_csv import read_days
 from core.report_delivery import Reporter
 from core.report_figures import format_summary
@@ -129,6 +131,7 @@ class Commands:
     # that ends after a newer one must not replace it (`_pairs_asked` is when it began).
     _pairs: tuple[list[Channel], Sequence[Pair]] = field(default_factory=lambda: ([], []))
     _pairs_asked: float = 0.0
+    _pnl: Pnl | None = None  # the newest /pnl answer, for its page buttons
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -152,9 +155,13 @@ class Commands:
         app.add_handler(CommandHandler("history", self.history))
         app.add_handler(CommandHandler("config", self.config))
         app.add_handler(CommandHandler("report", self.report))
+        app.add_handler(CommandHandler("channel", self.channel))
+        app.add_handler(CommandHandler("pnl", self.pnl))
         # After the known commands: the first matching handler of a group wins.
         app.add_handler(MessageHandler(filters.COMMAND, self.unknown))
         app.add_handler(CallbackQueryHandler(self.page, pattern=r"^pairs:[0-9]{1,6}$"))
+        app.add_handler(CallbackQueryHandler(self.pnl_page, pattern=r"^pnl:[0-9]{1,6}$"))
+        app.add_handler(CallbackQueryHandler(self.asked, pattern=r"^ask:"))
         app.add_handler(CallbackQueryHandler(self.confirmed, pattern=r"^ok:"))
         app.add_handler(CallbackQueryHandler(self.cancelled, pattern=r"^no(:|$)"))
         app.add_handler(CallbackQueryHandler(self.void))  # any other (old, forged) button
@@ -351,6 +358,77 @@ class Commands:
             chart = await render_chart_async(rows, end=today)
             await update.effective_message.reply_photo(chart, caption=render.CHART_CAPTION)
 
+    async def channel(self, update: Update, context: Context) -> None:
+        try:
+            query = parse_channel(context.args or [], "channel")
+        except ArgumentError as exc:
+            await self.reply(update, render.bad_argument(exc.problem, exc.example))
+            return
+        try:
+            card = await self.control.channel(query)
+        except ChannelLookupError as exc:
+            await self.reply(update, render.bad_argument(str(exc), "/channel 800000x1234x1"))
+            return
+        except Refused as exc:
+            await self.reply(update, render.refused(str(exc)))
+            return
+        except LndgError as exc:
+            await self.reply(update, render.money_unavailable(str(exc)))
+            return
+        user = update.effective_user
+        assert user is not None  # the guard lets no update without a user through
+        c = card.channel
+        action = "include" if card.excluded else "exclude"
+        token = self.confirmations.ask(action, (c.chan_id, c.label), user.id)
+        label = render.INCLUDE if action == "include" else render.EXCLUDE
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"ask:{token}")]])
+        await self.reply(update, render.channel_card(card, self.zone), markup)
+
+    async def pnl(self, update: Update, context: Context) -> None:
+        try:
+            days = parse_pnl_days(context.args or [])
+        except ArgumentError as exc:
+            await self.reply(update, render.bad_argument(exc.problem, exc.example))
+            return
+        try:
+            found = await self.control.pnl(days)
+        except Refused as exc:
+            await self.reply(update, render.refused(str(exc)))
+            return
+        except LndgError as exc:
+            await self.reply(update, render.money_unavailable(str(exc)))
+            return
+        self._pnl = found
+        await self.reply(update, render.pnl_page(found, 0), self._pnl_buttons(found, 0))
+
+    @staticmethod
+    def _pnl_buttons(found: Pnl, page: int) -> InlineKeyboardMarkup | None:
+        total = render.pnl_pages(len(found.channels))
+        if total <= 1:
+            return None
+        row = []
+        if page > 0:
+            row.append(InlineKeyboardButton("◀ prev", callback_data=f"pnl:{page - 1}"))
+        if page < total - 1:
+            row.append(InlineKeyboardButton("next ▶", callback_data=f"pnl:{page + 1}"))
+        return InlineKeyboardMarkup([row])
+
+    async def pnl_page(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        assert query is not None
+        assert query.data is not None
+        found = self._pnl
+        if found is None:  # a restart forgot the list: its buttons are void
+            await self._void(query)
+            return
+        await query.answer()
+        page = min(int(query.data.split(":")[1]), render.pnl_pages(len(found.channels)) - 1)
+        await query.edit_message_text(
+            render.pnl_page(found, page),
+            parse_mode=ParseMode.HTML,
+            reply_markup=self._pnl_buttons(found, page),
+        )
+
     async def unknown(self, update: Update, context: Context) -> None:
         text = update.effective_message.text if update.effective_message else None
         match = _COMMAND.match(text or "")
@@ -386,6 +464,17 @@ class Commands:
             pending.user_id,
         )
         await query.edit_message_text(text)
+
+    async def asked(self, update: Update, context: Context) -> None:
+        """A card's button (exclude/include): ask the question, as the command would."""
+        query = update.callback_query
+        assert query is not None
+        pending = self._take(query)
+        if pending is None:
+            await self._void(query)
+            return
+        await query.answer()
+        await self.ask(update, pending.action, pending.argument)
 
     async def cancelled(self, update: Update, context: Context) -> None:
         query = update.callback_query
@@ -435,6 +524,24 @@ class Commands:
             return render.refused(str(exc))
         return render.CYCLE_STARTED
 
+    async def exclude_channel(self, channel: tuple[str, str], context: Context) -> str:
+        chan_id, _label = channel
+        try:
+            found, added = await self.control.exclude(chan_id)
+        except ChannelLookupError as exc:
+            return f"Not excluded: {exc}."
+        except LndgError as exc:
+            return f"Not excluded, LNDg could not be read: {exc}"
+        return render.plain(render.excluded(found, added))
+
+    async def include_channel(self, channel: tuple[str, str], context: Context) -> str:
+        chan_id, label = channel
+        try:
+            found, removed = self.control.include(chan_id)
+        except ChannelLookupError:
+            return render.plain(render.included(label, chan_id, False))
+        return render.plain(render.included(found.label, found.chan_id, removed))
+
     # --- failures -----------------------------------------------------------------------
 
     async def failed(self, update: object, context: Context) -> None:
@@ -472,4 +579,7 @@ CONFIRMABLE: dict[str, Confirmable] = {
     ),
     "resume": Confirmable(lambda _: render.confirm_resume(), Commands.resume_runs),
     "run": Confirmable(lambda _: render.confirm_run(), Commands.run_now),
+    # From a /channel card: the argument is (chan_id, label), checked when the card was made.
+    "exclude": Confirmable(lambda c: render.confirm_exclude(c[1], c[0]), Commands.exclude_channel),
+    "include": Confirmable(lambda c: render.confirm_include(c[1], c[0]), Commands.include_channel),
 }

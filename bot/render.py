@@ -11,13 +11,17 @@ from collections.abc import Mapping, Sequence
 from html import escape, unescape
 
 from core import fmt
+from core.channel_card import ChannelCard
 from core.control import FAR_SECONDS, Status
 from core.events import DaemonStarted, DaemonStopping, Mode
-from core.models import Channel, Pair, Rebalance
+from core.models import Channel, Pair, Rebalance, chan_id_to_short_id
+from core.pnl import ChannelMoney, ChannelRuns, Pnl
+from core.report_figures import RunStats, signed_fee
 from core.state import Exclusion
 
 MAX_MESSAGE = 4096
 PAIRS_PER_PAGE = 15
+PNL_PER_PAGE = 20
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("status", "mode, cycles, running pairs, today's totals"),
@@ -31,6 +35,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("exclusions", "the excluded channels"),
     ("history", "the last rebalances, e.g. /history 20"),
     ("report", "rebalancing report: today, yesterday, a date, 7d or 30d"),
+    ("channel", "one channel: role and why, fees, earned vs rebalancing cost"),
+    ("pnl", "each channel's earnings against its rebalancing cost: 7d or 30d"),
     ("config", "the effective settings, secrets masked"),
     ("help", "this list"),
 )
@@ -290,6 +296,123 @@ def bad_argument(problem: str, example: str) -> str:
     return f"{escape(problem)}. Example: <code>{escape(example)}</code>"
 
 
+# --- money: /channel and /pnl ------------------------------------------------------------
+
+
+def _msat_fee(msat: int) -> str:
+    return fmt.fee(msat / 1000)
+
+
+def _money_line(days: int, money: ChannelMoney) -> str:
+    cost = money.cost
+    ours = f" (this daemon {_msat_fee(money.daemon.fee_msat)})" if money.daemon.count else ""
+    return (
+        f"<b>{days} d</b>: {money.forwards} fw out earned {_msat_fee(money.earned_msat)}; "
+        f"rebalancing in {_msat_fee(cost.fee_msat)}{ours}; "
+        f"net <b>{escape(signed_fee(money.net_msat))}</b>"
+    )
+
+
+def _runs_text(stats: RunStats) -> str:
+    if not stats.attempts:
+        return "none"
+    return f"{stats.attempts}, {stats.successes} ok ({fmt.pct(stats.success_rate)})"
+
+
+def _last_run(runs: ChannelRuns, chan_id: str, now: float, zone: dt.tzinfo) -> str:
+    last = runs.last
+    if last is None:
+        return "Last run: none in 30 d"
+    side = "into it" if last.target == chan_id else "out of it"
+    return (
+        f"Last run: {escape(last.outcome.describe)} ({side}), {clock(last.started_at, zone)} "
+        f"({ago(now - last.started_at)} ago)"
+    )
+
+
+def channel_card(card: ChannelCard, zone: dt.tzinfo) -> str:
+    """`/channel`: one channel on one phone screen."""
+    c, role, ar = card.channel, card.role, card.ar
+    lines = [
+        f"<b>{escape(c.alias or c.short_chan_id or c.chan_id)}</b> "
+        f"{escape(c.short_chan_id or chan_id_to_short_id(c.chan_id))}",
+        f"<code>{c.chan_id}</code>",
+        f"Capacity {fmt.sats(c.capacity)} · local {c.local_pct}% ({fmt.sats(c.effective_local)})",
+        f"<b>Role</b>: {role.kind.value} — {escape(role.why)}",
+    ]
+    if role.skipped:
+        lines.append(f"⏸ skipped now: {escape(role.skipped)}")
+    lines += [
+        f"LNDg: AR {'on' if c.auto_rebalance else 'off'} · ar_out_target {c.ar_out_target}% · "
+        f"ar_in_target {c.ar_in_target}% · ar_amt_target {fmt.sats(c.ar_amt_target)} · "
+        f"ar_max_cost {c.ar_max_cost}%",
+        f"Fees: ours {fmt.ppm(c.local_fee_rate)} · peer's {fmt.ppm(c.remote_fee_rate)} · "
+        f"cap {fmt.ppm(card.cap_ppm)} (AR-MaxFeeRate {fmt.ppm(ar.max_fee_rate_ppm)})",
+        _money_line(7, card.week),
+        _money_line(30, card.month),
+        f"Runs 30 d: into {_runs_text(card.runs.into)}; out of {_runs_text(card.runs.out_of)}",
+        _last_run(card.runs, c.chan_id, card.now, zone),
+    ]
+    if card.sources:
+        lines.append("Sources that worked (30 d):")
+        lines += [
+            f"• {name(s.alias, s.chan_id)}: {s.share.count}× {fmt.sats(s.share.sats)}, "
+            f"{fmt.fee(s.share.fee_sat)} ({fmt.ppm(s.share.ppm)})"
+            for s in card.sources
+        ]
+    else:
+        lines.append("Sources that worked (30 d): none yet")
+    return fit("\n".join(lines))
+
+
+def pnl_pages(count: int) -> int:
+    return pages(count, PNL_PER_PAGE)
+
+
+def _pnl_lines(pnl: Pnl, page: int, per_page: int) -> list[str]:
+    span = pnl.period
+    when = f"{span.first_day.isoformat()} – {span.last_day.isoformat()} ({escape(span.zone_name)})"
+    if not pnl.channels:
+        return [f"No channel earned or cost anything in {span.days} d, {when}."]
+    cost = pnl.cost
+    total_pages = pages(len(pnl.channels), per_page)
+    page = min(max(page, 0), total_pages - 1)
+    head = f"<b>Earned vs rebalancing cost, {span.days} d</b>\n{when}"
+    if total_pages > 1:
+        head += f" · page {page + 1}/{total_pages}"
+    lines = [
+        head,
+        f"Routing revenue: {_msat_fee(pnl.revenue_msat)} from {pnl.forwards} forwards",
+        f"Rebalancing cost: {_msat_fee(cost.fee_msat)} = {fmt.pct(pnl.cost_share)} of revenue",
+        f"  this daemon {_msat_fee(pnl.daemon.fee_msat)} · LNDg {_msat_fee(pnl.lndg.fee_msat)}"
+        f" · other {_msat_fee(pnl.other.fee_msat)}",
+        f"Net: <b>{escape(signed_fee(pnl.net_msat))}</b> · {len(pnl.channels)} channels, "
+        "worst net first",
+    ]
+    shown = pnl.channels[page * per_page : (page + 1) * per_page]
+    lines += [
+        f"• {name(m.alias, m.chan_id)}: earned {_msat_fee(m.earned_msat)} ({m.forwards} fw), "
+        f"cost {_msat_fee(m.cost.fee_msat)} → <b>{escape(signed_fee(m.net_msat))}</b>"
+        for m in shown
+    ]
+    return lines
+
+
+def pnl_page(pnl: Pnl, page: int) -> str:
+    """One page of `/pnl`: the totals, then channels worst net first (pages start at 0)."""
+    return fit("\n".join(_pnl_lines(pnl, page, PNL_PER_PAGE)))
+
+
+def pnl_text(pnl: Pnl) -> str:
+    """All of `/pnl` as plain text, for the CLI (no page, no limit)."""
+    return plain("\n".join(_pnl_lines(pnl, 0, max(1, len(pnl.channels)))))
+
+
+def money_unavailable(problem: str) -> str:
+    """LNDg could not be read for /channel or /pnl: one line, never silence."""
+    return alert(f"LNDg could not be read, try again later: {problem}")
+
+
 # --- confirmations and failures ----------------------------------------------------------
 
 
@@ -315,6 +438,7 @@ def not_paused(switches: Mode, now: float, zone: dt.tzinfo) -> str:
 
 
 CONFIRM, CANCEL = "Confirm", "Cancel"
+EXCLUDE, INCLUDE = "Exclude…", "Include…"
 CHART_CAPTION = "Node rebalancing, last 30 days"
 NO_REPORTS = "Reports are not available in this process."
 CYCLE_STARTED = "Cycle started; rebalances will appear here as they land."
@@ -342,6 +466,14 @@ def confirm_resume() -> str:
 
 def confirm_run() -> str:
     return "Start a cycle now?"
+
+
+def confirm_exclude(label: str, chan_id: str) -> str:
+    return f"Exclude {escape(label)} <code>{chan_id}</code>? No run will use it until /include."
+
+
+def confirm_include(label: str, chan_id: str) -> str:
+    return f"Include {escape(label)} <code>{chan_id}</code> again? Runs may use it."
 
 
 def command_failed(command: str, error_type: str) -> str:

@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.channel_card import ChannelCard
 from core.channel_ref import resolve_among, resolve_channel
 from core.engine import ActiveRun, Engine
 from core.events import CycleFinished, Mode
 from core.models import Channel, Outcome, Pair, Rebalance
+from core.money_reads import MoneyReader, NodeReads
+from core.node_records import ArSettings
 from core.pairing import PairView
+from core.pnl import Pnl
 from core.report_figures import day_bounds
 from core.state import Exclusion, Totals
 
@@ -26,6 +30,9 @@ log = logging.getLogger("core.control")
 # A pause this far ahead reads as "until resume" (a date that far cannot be shown).
 FAR_SECONDS = 10 * 365 * 86400.0
 DRY_RUN_LOCKED = "DRY_RUN=true is set in the environment; change it there."
+
+
+NO_MONEY = "Money figures are not available in this process (no LNDg reader)."
 
 
 class Refused(Exception):
@@ -72,10 +79,12 @@ class Control:
         engine: Engine,
         schedule: Schedule | None = None,
         clock: Callable[[], float] = time.time,
+        node: NodeReads | None = None,
     ) -> None:
         self.engine = engine
         self.schedule = schedule or Schedule()
         self.clock = clock
+        self.node = node  # forwards and payments for /channel and /pnl (None: not here)
 
     # --- switches -----------------------------------------------------------------------
 
@@ -180,3 +189,36 @@ class Control:
 
     def last_rebalances(self, count: int) -> list[Rebalance]:
         return self.engine.store.last_rebalances(count)
+
+    # --- money --------------------------------------------------------------------------
+
+    async def channel(self, reference: str) -> ChannelCard:
+        """One channel's card: role now and why, LNDg's settings, 7 and 30 days of money.
+
+        Raises ChannelLookupError for a reference that names no open channel (or several),
+        LNDg's error when it cannot be read, Refused without an LNDg reader.
+        """
+        money = self._money()
+        channels = await self.engine.channels()  # also refreshes the skip reasons
+        guard = self.engine.guard
+        return await money.card(
+            resolve_channel(reference, channels),
+            channels,
+            excluded=self.engine.store.excluded_ids(),
+            skipped=self.engine.skipped,
+            ar=guard.ar if guard is not None else ArSettings(),
+        )
+
+    async def pnl(self, days: int) -> Pnl:
+        """Every channel that earned or cost anything in the last `days` local days.
+
+        Raises LNDg's error when it cannot be read, Refused without an LNDg reader.
+        """
+        money = self._money()
+        return await money.pnl(days, await self.engine.channels())
+
+    def _money(self) -> MoneyReader:
+        if self.node is None:
+            raise Refused(NO_MONEY)
+        settings = self.engine.settings
+        return MoneyReader(self.engine.store, self.node, settings.zone, self.clock)

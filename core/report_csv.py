@@ -2,9 +2,11 @@
 
 The first four columns are the original tool's (date, node rebalances, this daemon's
 rebalances, its share in %); the rest add sats, fees and ppm per share, the daemon rows LNDg
-did not show, and the daemon's runs. A day reported again replaces its row. A missing file is
-an empty history; rows that cannot be read (no valid date) are dropped with a warning; rows
-from an older layout keep the columns they have, the others stay empty.
+did not show, the daemon's runs, and last the money: the day's routing revenue and
+forwards, rebalancing cost as % of revenue, and the worst and best 7-day nets. A day
+reported again replaces its row. A missing file is an empty history; rows that cannot be
+read (no valid date) are dropped with a warning; rows from an older layout keep the columns
+they have, the others stay empty.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from core.report_figures import DayReport, Share
+from core.models import chan_id_to_short_id
+from core.report_figures import ChannelNet, DayReport, Share
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,12 @@ COLUMNS: tuple[str, ...] = (
     "runs_attempted",
     "runs_succeeded",
     "runs_failed",
+    # Appended for the money question; rows written before them read as empty.
+    "revenue_sat",
+    "forwards",
+    "cost_pct_of_revenue",
+    "worst_net_7d",
+    "best_net_7d",
 )
 
 Row = dict[str, str]
@@ -85,7 +94,35 @@ def report_row(report: DayReport) -> Row:
     row |= _share_cells("lndg", report.lndg)
     row |= _share_cells("daemon", report.daemon)
     row |= _share_cells("other", report.other)
+    row |= _money_cells(report)
     return {column: row[column] for column in COLUMNS}
+
+
+def _nets_text(channels: tuple[ChannelNet, ...]) -> str:
+    """`Tgt1 800000x101x0 -12.500; ...`: label, short id, net in sats (msat precision)."""
+    return "; ".join(
+        f"{c.alias} {chan_id_to_short_id(c.chan_id)} {c.net_msat / 1000:.3f}".strip()
+        for c in channels
+    )
+
+
+def _money_cells(report: DayReport) -> Row:
+    money = report.money
+    if money is None:  # forwards not read: empty, never a made-up 0
+        return {
+            "revenue_sat": "",
+            "forwards": "",
+            "cost_pct_of_revenue": "",
+            "worst_net_7d": "",
+            "best_net_7d": "",
+        }
+    return {
+        "revenue_sat": f"{money.revenue_msat / 1000:.3f}",
+        "forwards": str(money.forwards),
+        "cost_pct_of_revenue": _pct_text(report.cost_share),
+        "worst_net_7d": _nets_text(money.worst),
+        "best_net_7d": _nets_text(money.best),
+    }
 
 
 def _valid_day(text: str | None) -> str | None:

@@ -23,13 +23,15 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
 from core.chart import CHART_NAME, render_chart_async
 from core.lndg import LndgError
-from core.node_records import LndgRebalance, Payment
+from core.node_records import Forward, LndgRebalance, Payment
+from core.pnl import day_money
 from core.report_csv import CSV_NAME, read_days, write_day
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
@@ -47,6 +49,7 @@ from core.state import StateStore
 logger = logging.getLogger(__name__)
 
 FIRST_DAY_KEY = "report_first_day"
+MONEY_WINDOW_DAYS = 7  # the worst and best nets of a daily report cover this many days
 
 
 class LndgReader(Protocol):
@@ -55,6 +58,10 @@ class LndgReader(Protocol):
     async def fetch_payments(self, start: datetime, end: datetime) -> Sequence[Payment]: ...
 
     async def fetch_rebalances(self, stop_after: datetime) -> Sequence[LndgRebalance]: ...
+
+    async def fetch_forwards(
+        self, since: datetime, until: datetime | None = None
+    ) -> Sequence[Forward]: ...
 
 
 SendReport = Callable[[DayReport, bytes], Awaitable[None]]
@@ -130,11 +137,33 @@ class Reporter:
         ledger = self.store.ledger(start.timestamp(), end.timestamp() + 1)
         runs = self.store.runs(start.timestamp(), end.timestamp())
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        return [
+        reports = [
             compute_day(
                 day, self.zone, payments, rebalances, ledger, runs, self.match_window_seconds
             )
             for day in days
+        ]
+        return await self._with_money(reports, first, last)
+
+    async def _with_money(
+        self, reports: list[DayReport], first: date, last: date
+    ) -> list[DayReport]:
+        """Each report with its money lines, or with why they are missing: forwards that
+        cannot be read never hold back the rebalancing figures."""
+        week = timedelta(days=MONEY_WINDOW_DAYS - 1)
+        start = day_bounds(first - week, self.zone)[0]
+        end = day_bounds(last, self.zone)[1]
+        try:
+            forwards = await self.lndg.fetch_forwards(start, end)
+            payments = await self.lndg.fetch_payments(start, end)
+        except LndgError as exc:
+            logger.warning("daily report: forwards not read, money lines left out: %s", exc)
+            return [replace(report, money_error=str(exc)) for report in reports]
+        margin = self.match_window_seconds
+        ledger = self.store.ledger(start.timestamp() - margin, end.timestamp() + margin + 1)
+        return [
+            replace(report, money=day_money(report.day, self.zone, forwards, payments, ledger))
+            for report in reports
         ]
 
     async def build_with_chart(self, day: date) -> tuple[DayReport, bytes]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from core import fmt
-from core.models import Outcome, Rebalance, RunResult
+from core.models import Outcome, Rebalance, RunResult, chan_id_to_short_id
 from core.node_records import PAYMENT_SUCCEEDED, LndgRebalance, Payment
 
 DEFAULT_MATCH_WINDOW_SECONDS = 300
@@ -124,6 +124,35 @@ class RunStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelNet:
+    """A channel's net (routing revenue − rebalancing cost) over some days."""
+
+    chan_id: str
+    alias: str
+    net_msat: int
+
+    @property
+    def label(self) -> str:
+        return self.alias or chan_id_to_short_id(self.chan_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DayMoney:
+    """What the node earned routing on the day (core.pnl.day_money), and which channels
+    lost and earned most over the `window_days` days ending with it (empty in a summed
+    report, whose days each had their own)."""
+
+    revenue_msat: int
+    forwards: int
+    worst: tuple[ChannelNet, ...] = ()
+    best: tuple[ChannelNet, ...] = ()
+    window_days: int = 7
+
+    def __add__(self, other: DayMoney) -> DayMoney:
+        return DayMoney(self.revenue_msat + other.revenue_msat, self.forwards + other.forwards)
+
+
+@dataclass(frozen=True, slots=True)
 class DayReport:
     """The figures of one local day, or of `days` days ending with `day` (a summed report)."""
 
@@ -136,6 +165,10 @@ class DayReport:
     unmatched: Share
     runs: RunStats
     days: int = 1
+    # The money lines; None with `money_error` set when LNDg's forwards could not be read
+    # (the report goes out anyway), None without it where no one asked (a bare computation).
+    money: DayMoney | None = None
+    money_error: str = ""
 
     @property
     def first_day(self) -> date:
@@ -156,6 +189,12 @@ class DayReport:
     def share_by_sats(self) -> float | None:
         """This daemon's rebalanced sats as % of the node's, None when the node moved none."""
         return _pct(self.daemon.amount_msat, self.node.amount_msat)
+
+    @property
+    def cost_share(self) -> float | None:
+        """The node's rebalancing fees (all tools) as % of its routing revenue; None when
+        the money is unknown or nothing was earned."""
+        return None if self.money is None else _pct(self.node.fee_msat, self.money.revenue_msat)
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -251,7 +290,7 @@ def _payment_msat(payment: Payment) -> tuple[int, int]:
     return round(payment.value * 1000), round(payment.fee * 1000)
 
 
-def _match(
+def match_ledger(
     ledger_rows: Sequence[Rebalance], payments: Sequence[Payment], window: float
 ) -> dict[int, int]:
     """Ledger index -> payment index, one-to-one: greedy by closest time, then augmented.
@@ -305,7 +344,7 @@ def _match(
     return matched
 
 
-def _run_stats(runs: Iterable[RunResult]) -> RunStats:
+def run_stats(runs: Iterable[RunResult]) -> RunStats:
     outcomes = Counter(run.outcome for run in runs)
     dry, stopped = outcomes.pop(Outcome.DRY_RUN, 0), outcomes.pop(Outcome.STOPPED, 0)
     not_qualified = outcomes.pop(Outcome.NOT_QUALIFIED, 0)
@@ -342,7 +381,7 @@ def compute_day(
     # LNDg's hash is proof of authorship: those payments never match a stat line.
     matchable = [p for p in rebalances if p.payment_hash not in lndg_hashes]
     rows = sorted(ledger_rows, key=lambda r: r.id)
-    matched = _match(rows, matchable, match_window_seconds)
+    matched = match_ledger(rows, matchable, match_window_seconds)
     daemon_payments = {matchable[i].payment_hash for i in matched.values()}
 
     def in_day(moment: datetime) -> bool:
@@ -372,7 +411,7 @@ def compute_day(
         daemon=daemon + unmatched,
         other=other,
         unmatched=unmatched,
-        runs=_run_stats(day_runs),
+        runs=run_stats(day_runs),
     )
 
 
@@ -383,6 +422,8 @@ def combine(reports: Sequence[DayReport]) -> DayReport:
     ordered = sorted(reports, key=lambda r: r.day)
     first, last = ordered[0], ordered[-1]
     total = first
+    money = first.money
+    errors = [r.money_error for r in ordered if r.money_error]
     for report in ordered[1:]:
         total = DayReport(
             day=report.day,
@@ -394,6 +435,9 @@ def combine(reports: Sequence[DayReport]) -> DayReport:
             unmatched=total.unmatched + report.unmatched,
             runs=total.runs + report.runs,
         )
+        money = None if money is None or report.money is None else money + report.money
+    if money is not None and len(ordered) > 1:
+        money = DayMoney(money.revenue_msat, money.forwards)  # no one window for the nets
     days = (last.day - first.first_day).days + 1
     return DayReport(
         day=last.day,
@@ -405,6 +449,8 @@ def combine(reports: Sequence[DayReport]) -> DayReport:
         unmatched=total.unmatched,
         runs=total.runs,
         days=days,
+        money=money,
+        money_error=errors[-1] if errors else "",
     )
 
 
@@ -459,4 +505,33 @@ def format_summary(report: DayReport) -> str:
     if runs.dry_runs:
         text += f"; {runs.dry_runs} dry run{'' if runs.dry_runs == 1 else 's'}"
     lines.append(text)
+    lines += money_lines(report)
     return "\n".join(lines)
+
+
+def signed_fee(msat: int) -> str:
+    """A net in sats with its sign: `+12.5 sat`, `-3 sat`, `0 sat`."""
+    text = fmt.fee(msat / 1000)
+    return text if text.startswith(("-", "0 ")) else "+" + text
+
+
+def _nets(channels: Sequence[ChannelNet]) -> str:
+    return ", ".join(f"{c.label} {signed_fee(c.net_msat)}" for c in channels) or "none"
+
+
+def money_lines(report: DayReport) -> list[str]:
+    """Routing revenue, rebalancing cost as a share of it, the worst and best 7-day nets."""
+    money = report.money
+    if money is None:
+        if not report.money_error:
+            return []
+        return [f"Routing revenue: not read from LNDg ({report.money_error})"]
+    lines = [
+        f"Routing revenue: {fmt.fee(money.revenue_msat / 1000)} from {money.forwards} "
+        f"forward{'' if money.forwards == 1 else 's'}; rebalancing cost "
+        f"{fmt.fee(report.node.fee_sat)} = {fmt.pct(report.cost_share)} of it"
+    ]
+    if report.days == 1:
+        lines.append(f"Worst net {money.window_days} d: {_nets(money.worst)}")
+        lines.append(f"Best net {money.window_days} d: {_nets(money.best)}")
+    return lines

@@ -214,7 +214,9 @@ class Runtime:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
 
         cycles = Cycles(engine)
-        control = Control(engine, Schedule(cycles.next_at, self._start_manual(engine)))
+        control = Control(
+            engine, Schedule(cycles.next_at, self._start_manual(engine)), node=services.lndg
+        )
         if metrics is not None:
             collector = DaemonCollector(control, time.time())
             metrics.attach(daemon_registry(collector), collector)

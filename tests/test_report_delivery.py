@@ -174,9 +174,9 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
     payment_queries = [
         parse_qs(urlsplit(r.path).query) for r in fake.requests if "/payments/" in r.path
     ]
-    assert payment_queries[-1]["creation_date__gte"] == ["2026-11-23T22:55:00.000000"]
-    assert payment_queries[-1]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
-    assert payment_queries[-1]["status"] == ["2"]
+    assert payment_queries[0]["creation_date__gte"] == ["2026-11-23T22:55:00.000000"]
+    assert payment_queries[0]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
+    assert payment_queries[0]["status"] == ["2"]
 
     rows = csv_lines(reporter.csv_path)
     assert list(rows[0]) == list(COLUMNS)
@@ -205,6 +205,13 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
             "runs_attempted": "3",
             "runs_succeeded": "1",
             "runs_failed": "2",
+            # No forwards: nothing earned, so no share of it; the 7-day nets are costs only:
+            # B 10 + 30 sat (LNDg's, ours), C 5 (other) + 14 (ours, not in LNDg).
+            "revenue_sat": "0.000",
+            "forwards": "0",
+            "cost_pct_of_revenue": "",
+            "worst_net_7d": "800000x1234x2 -40.000; 800000x1234x3 -19.000",
+            "best_net_7d": "",
         }
     ]
     assert stat.S_IMODE(reporter.csv_path.stat().st_mode) == 0o600

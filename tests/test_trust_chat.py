@@ -98,7 +98,8 @@ def test_a_confirmation_is_taken_once_by_its_asker_within_ten_minutes() -> None:
 
 
 def test_every_confirmable_action_has_a_question() -> None:
-    assert set(CONFIRMABLE) == {"dryrun", "pause", "resume", "run"}
+    assert set(CONFIRMABLE) == {"dryrun", "pause", "resume", "run", "exclude", "include"}
+    assert "Exclude Tgt1" in CONFIRMABLE["exclude"].question(("11", "Tgt1"))
     assert "2h" in CONFIRMABLE["pause"].question(7200)
     assert "until /resume" in CONFIRMABLE["pause"].question(None)
     assert "OFF" in CONFIRMABLE["dryrun"].question(False)
