@@ -62,15 +62,16 @@ def period_text(data: ChartData) -> str:
     """`last 7 days (18 – 24 Nov 2026), Europe/Berlin`: the period the chart shows."""
     count = len(data.days)
     first, last = data.first, data.last
+    end = f"{last.day} {last:%b %Y}"
     if count == 1:
-        dates = f"{last:%-d %b %Y}"
+        dates = end
     elif first.year != last.year:
-        dates = f"{first:%-d %b %Y} – {last:%-d %b %Y}"
+        dates = f"{first.day} {first:%b %Y} – {end}"
     elif first.month != last.month:
-        dates = f"{first:%-d %b} – {last:%-d %b %Y}"
+        dates = f"{first.day} {first:%b} – {end}"
     else:
-        dates = f"{first:%-d} – {last:%-d %b %Y}"
-    days = "1 day" if count == 1 else f"Last {count} days"
+        dates = f"{first.day} – {end}"
+    days = "1 day" if count == 1 else f"last {count} days"
     return f"{days} ({dates}), {data.zone_name}"
 
 
@@ -191,7 +192,10 @@ def draw_chart(data: ChartData) -> Figure:
     money.set_xlim(-0.6, len(days) - 0.4)
     money.tick_params(axis="x", length=0)
 
-    figure.suptitle(period_text(data), fontsize=FONT + 1, fontweight="bold", x=0.02, ha="left")
+    period = period_text(data)
+    figure.suptitle(
+        period[0].upper() + period[1:], fontsize=FONT + 1, fontweight="bold", x=0.02, ha="left"
+    )
     if data.notes:
         figure.supxlabel("\n".join(data.notes), fontsize=FONT - 1, color=_NOTE_COLOUR)
     return figure
