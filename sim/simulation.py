@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from core import fmt
 from core.models import Channel, Outcome, chan_id_to_short_id
 from core.pairing import build_pairs, is_source, is_target, is_usable
 from core.statfile import StatPosition, read_new_lines
@@ -84,7 +85,7 @@ class Move:
             f"(local {self.source_pct[0]}% -> {self.source_pct[1]}%), into {self.target} "
             f"(local {self.target_pct[0]}% -> {self.target_pct[1]}%)"
         )
-        return text + (f", earned {self.fee_sat:,.3f} sat" if self.by == "forward" else "")
+        return text + (f", earned {fmt.fee(self.fee_sat)}" if self.by == "forward" else "")
 
 
 @dataclass(frozen=True, slots=True)

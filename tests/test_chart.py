@@ -3,6 +3,7 @@ read from the loopback LNDg, and what it shows when LNDg cannot be read."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from core.chart_data import ChartData, ChartDay, chart_data, chart_span, revenue
 from core.lndg import LndgClient
 from core.models import Rebalance, StatLine
 from core.node_records import Forward, LndgRebalance, Payment
-from core.report_chart import NO_FORWARDS, NO_PAYMENTS, build_chart
+from core.report_chart import NO_FORWARDS, NO_LEDGER, NO_PAYMENTS, build_chart
 from core.report_delivery import Reporter
 from core.report_figures import Share
 from core.state import StateStore
@@ -288,3 +289,19 @@ async def test_unreadable_forwards_leave_the_rebalances(
     assert chart.data.rebalances_read
     assert not chart.data.forwards_read
     assert chart.data.cost_msat == 44_500
+
+
+class LockedLedger:
+    """A state store whose database stays locked."""
+
+    def ledger(self, since: float = 0, until: float = float("inf")) -> list[Rebalance]:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_locked_state_database_leaves_lndgs_view(client: LndgClient) -> None:
+    chart = await build_chart(client, LockedLedger(), BERLIN, DAY, 7)
+    assert chart.data.notes == (NO_LEDGER,)
+    # this daemon's payment is then another tool's: node totals stay LNDg's
+    assert chart.data.days[-1].daemon == Share()
+    assert chart.data.days[-1].other == Share(2, 240_000_000, 34_000)
+    assert chart.data.revenue_msat == 3_751
