@@ -42,12 +42,10 @@ from bot.arguments import (
     parse_report_period,
 )
 from core.channel_ref import ChannelLookupError
-from core.chart import render_chart_async
 from core.control import DRY_RUN_LOCKED, Control, Refused
 from core.lndg import LndgError
 from core.models import Channel, Pair
 from core.pnl import Pnl
-from core.report_csv import read_days
 from core.report_delivery import Reporter
 from core.report_figures import format_summary
 from core.settings import Settings, masked
@@ -353,10 +351,9 @@ class Commands:
             await self.reply(update, render.alert(f"report needs LNDg: {exc}"))
             return
         await self.reply(update, render.report(format_summary(summary)))
-        rows = read_days(self.reporter.csv_path)
-        if rows and update.effective_message is not None:
-            chart = await render_chart_async(rows, end=today)
-            await update.effective_message.reply_photo(chart, caption=render.CHART_CAPTION)
+        if update.effective_message is not None:
+            chart = await self.reporter.chart(last_day, days)
+            await update.effective_message.reply_photo(chart.png, caption=chart.caption)
 
     async def channel(self, update: Update, context: Context) -> None:
         try:

@@ -439,7 +439,6 @@ def not_paused(switches: Mode, now: float, zone: dt.tzinfo) -> str:
 
 CONFIRM, CANCEL = "Confirm", "Cancel"
 EXCLUDE, INCLUDE = "Exclude…", "Include…"
-CHART_CAPTION = "Node rebalancing, last 30 days"
 NO_REPORTS = "Reports are not available in this process."
 CYCLE_STARTED = "Cycle started; rebalances will appear here as they land."
 CYCLE_RUNNING = "A cycle is running now; /status shows its runs."

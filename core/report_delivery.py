@@ -28,11 +28,12 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
-from core.chart import CHART_NAME, render_chart_async
+from core.chart import CHART_NAME
 from core.lndg import LndgError
 from core.node_records import Forward, LndgRebalance, Payment
 from core.pnl import day_money
-from core.report_csv import CSV_NAME, read_days, write_day
+from core.report_chart import Chart, build_chart
+from core.report_csv import CSV_NAME, atomic_write, write_day
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
     DEFAULT_MAX_CATCH_UP,
@@ -173,13 +174,26 @@ class Reporter:
             write_day(self.csv_path, report)
         except OSError as exc:
             logger.error("daily report: cannot write %s: %s", self.csv_path, exc)
-        rows = [row for row in read_days(self.csv_path) if row["date"] <= day.isoformat()]
+        chart = await self.chart(day)
         try:
-            png = await render_chart_async(rows, self.chart_path, end=day)
+            atomic_write(self.chart_path, chart.png)
         except OSError as exc:
             logger.error("daily report: cannot write %s: %s", self.chart_path, exc)
-            png = await render_chart_async(rows, None, end=day)
-        return report, png
+        return report, chart.png
+
+    async def chart(self, last_day: date, days: int = 1) -> Chart:
+        """The chart for a report of `days` days ending with `last_day` (a one-day report
+        shows 30 days). Drawn from LNDg for the period; never raises for LNDg (the caption
+        says what could not be read). Writes nothing.
+        """
+        return await build_chart(
+            self.lndg,
+            self.store,
+            self.zone,
+            last_day,
+            days,
+            match_window_seconds=self.match_window_seconds,
+        )
 
     async def build(self, day: date) -> DayReport:
         """The report of local day `day`; writes its CSV row and `daily-report.png`.

@@ -45,7 +45,7 @@ from core.state import StateError, StateStore, ensure_data_dir
 from sim.lndg import FakeLndg
 from sim.model import MIN_AMOUNT
 from sim.nodes import demo_rows
-from sim.simulation import Move, Simulation
+from sim.simulation import EARNINGS_DAYS, Move, Simulation
 
 log = logging.getLogger("sim.demo")
 
@@ -53,6 +53,8 @@ BANNER = "SIMULATION — no real node, no real payments"
 # Marks a directory the demo made, so a second start may wipe it (and nothing else).
 MARKER = ".regolancer-orchestrator-demo"
 STANDIN_NAME = "regolancer-standin"
+# The chart of the demo's last 30 days, written when it stops (the README's example).
+CHART_FILE = "demo-chart.png"
 
 SLEEP_SECONDS = 5
 MAX_WORKERS = 4
@@ -234,13 +236,24 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
         settings = demo_settings(files, lndg)
         setup_logging(settings.log_level)
         sim = Simulation(lndg, settings.stat_path, files.scenario, seed=seed)
-        attempts, paid = sim.seed_history(dt.datetime.now(settings.zone))
+        now = dt.datetime.now(settings.zone)
+        attempts, paid = sim.seed_history(now)
+        month = sim.seed_earnings(now)
         sim.write_scenario()
         _print_banner(settings, lndg, len(channels), seconds)
         log.info(
             "simulated node: LNDg's rebalancer made %d attempts in the past week, %d paid",
             attempts,
             paid,
+        )
+        log.info(
+            "simulated node: in the past %d days it forwarded %d payments and earned %s; "
+            "LNDg's rebalancer paid %d more, other tools %d",
+            EARNINGS_DAYS,
+            month.forwards,
+            fmt.fee(month.revenue_sat),
+            month.lndg_paid,
+            month.other,
         )
         log.info("%s | %s", BANNER, sim.summary().line())
         started = time.time()
@@ -328,6 +341,8 @@ async def _report(settings: Settings, sim: Simulation, started: float, seed: int
                 reporter = Reporter.from_settings(settings, store, lndg)
                 today = dt.datetime.now(settings.zone).date()
                 daily = format_summary(await reporter.build_range(today, 1))
+                chart = await reporter.chart(today)  # never fails: says what it lacks
+                (settings.data_dir / CHART_FILE).write_bytes(chart.png)
         except LndgError as exc:
             daily = f"not available: {exc}"
     summary = sim.summary()
@@ -350,6 +365,7 @@ async def _report(settings: Settings, sim: Simulation, started: float, seed: int
         f"{summary.targets_below} now (of {summary.ar_channels})",
         "today's daily report:",
         *(f"  {line}" for line in daily.splitlines()),
+        f"chart of the last 30 days: {settings.data_dir / CHART_FILE}",
         f"state database, stat CSV and worker logs: {settings.data_dir}",
         rule,
     ]

@@ -10,8 +10,12 @@ through the rows of a running `FakeLndg`, as LNDg shows a real node:
   run, amounts fit the channels, and some pairs succeed most of the time and some rarely;
 - LNDg holds a week of its own rebalancer's attempts before the demo, drawn from the same
   routes, so the daemon has a history to learn from at its first cycle;
-- LNDg's own rebalancer, another tool and routed payments act now and then, so the daily
-  report has three shares and refilled targets drain again.
+- LNDg's own rebalancer and another tool act now and then, so the daily report has three
+  shares; routing demand (`sim.routing`) forwards payments every few seconds, earning the
+  out channel's fee and draining its outbound, and fails (the fee lost) where a channel is
+  depleted, so refilled targets drain again and rebalancing has a reason;
+- the month before the demo holds forwards and other tools' and LNDg's rebalances
+  (`seed_earnings`), so the first report's chart shows 30 days.
 
 Everything here is invented; nothing touches a real node.
 """
@@ -27,11 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from core import fmt
 from core.models import Channel, Outcome, chan_id_to_short_id
 from core.pairing import build_pairs, is_source, is_target, is_usable
 from core.statfile import StatPosition, read_new_lines
-from sim.lndg import FakeLndg, payment_row, rebalance_row
+from sim.lndg import FakeLndg, forward_row, payment_row, rebalance_row
 from sim.model import MIN_AMOUNT, Node, RouteModel, Verdict
+from sim.routing import Demand, Request, fee_msat, route
 
 # How well a channel's peer routes. A run succeeds with its source's quality times its
 # target's: from 30 % to nearly always, 60 % on average.
@@ -42,6 +48,13 @@ RAPID_SHARE = 0.25
 # outgoing channels each attempt offers (LNDg pays through the first one that finds a route).
 HISTORY_ATTEMPTS = 10
 HISTORY_SOURCES = 2
+# The month before the demo, so the first report's chart shows 30 days: forwards per day,
+# other tools' rebalances per day, and LNDg's paid rebalances per AR channel per day before
+# the week above.
+EARNINGS_DAYS = 30
+FORWARDS_PER_DAY = (25, 55)
+OTHER_PER_DAY = (0, 3)
+LNDG_PAID_PER_CHANNEL_DAY = 0.8
 
 # Who moved sats on the simulated node.
 Actor = Literal["daemon", "lndg", "other", "forward"]
@@ -67,11 +80,22 @@ class Move:
 
     def describe(self) -> str:
         """One log line: what moved and how the two channels' local % changed."""
-        return (
+        text = (
             f"simulated node: {_ACTOR_TEXT[self.by]}: {self.amount_sat:,} sat out of {self.source} "
             f"(local {self.source_pct[0]}% -> {self.source_pct[1]}%), into {self.target} "
             f"(local {self.target_pct[0]}% -> {self.target_pct[1]}%)"
         )
+        return text + (f", earned {fmt.fee(self.fee_sat)}" if self.by == "forward" else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Earnings:
+    """The month planted before the demo (`Simulation.seed_earnings`)."""
+
+    forwards: int
+    revenue_sat: float
+    lndg_paid: int
+    other: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +111,8 @@ class NodeSummary:
     lndg_count: int
     other_count: int
     forwards: int
+    forwards_failed: int = 0
+    fees_lost_sat: float = 0.0
 
     def line(self) -> str:
         """The periodic one-line status."""
@@ -95,7 +121,8 @@ class NodeSummary:
             f"({self.targets_at_start} at start), {self.sources_above} sources above theirs; "
             f"this daemon moved {self.daemon_sats:,} sats in {self.daemon_count} rebalances; "
             f"LNDg's rebalancer {self.lndg_count}, other tools {self.other_count}, "
-            f"{self.forwards} payments routed"
+            f"{self.forwards} payments routed, {self.forwards_failed} failed for lack of "
+            f"outbound ({self.fees_lost_sat:,.0f} sat of fees lost)"
         )
 
 
@@ -117,6 +144,11 @@ class Simulation:
         self.node = Node(channels, ROUTES, seed)
         # A stream of its own: the node's qualities are drawn from `seed` itself.
         self.rng = random.Random(f"demo:{seed}")
+        # Routing demand has streams of its own, so adding a forward changes no other draw.
+        self.demand = Demand(channels, seed)
+        self._history_demand = Demand(channels, seed, "history")
+        self._failed = 0
+        self._lost_msat = 0
         self._position: StatPosition | None = None
         self._daemon_sats = 0
         self._counts: dict[Actor, int] = {"daemon": 0, "lndg": 0, "other": 0, "forward": 0}
@@ -141,6 +173,8 @@ class Simulation:
             lndg_count=self._counts["lndg"],
             other_count=self._counts["other"],
             forwards=self._counts["forward"],
+            forwards_failed=self._failed,
+            fees_lost_sat=self._lost_msat / 1000,
         )
 
     # -- the regolancer stand-in's scenario ----------------------------------------------------
@@ -225,6 +259,58 @@ class Simulation:
                 paid_count += paid is not None
         return made, paid_count
 
+    def seed_earnings(self, now: datetime, days: int = EARNINGS_DAYS) -> Earnings:
+        """The month before `now`: forwards, other tools' rebalances, LNDg's older ones.
+
+        So the first report's chart has `days` days to show. Rows only: today's balances are
+        where that month left the node, so nothing moves. Forwards are drawn from routing
+        demand (`sim.routing`) at the channels' fee rates; LNDg's paid rebalances fill the
+        days before `seed_history`'s week (which plants LNDg's last 7 days). All dated
+        before today in `now`'s time zone. Deterministic for the seed and `now`.
+        """
+        rng = random.Random(f"earnings:{self.node.seed}")
+        usable = [c for c in self.channels() if is_usable(c)]
+        ar = [c for c in usable if c.auto_rebalance]
+        outs = [c for c in usable if not c.auto_rebalance]
+        sources = [c for c in outs if is_source(c)] or outs
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        forwards = lndg_paid = other = 0
+        revenue_msat = 0
+        for back in range(days, 0, -1):
+            # In UTC: arithmetic on two times of one ZoneInfo ignores a DST change between them.
+            start = (midnight - timedelta(days=back)).astimezone(UTC)
+            end = (midnight - timedelta(days=back - 1)).astimezone(UTC)
+
+            def moment(start: datetime = start, end: datetime = end) -> datetime:
+                return start + (end - start) * rng.random()
+
+            for _ in range(rng.randint(*FORWARDS_PER_DAY)):
+                request = self._history_demand.next()
+                if request is None:
+                    break
+                rate = self.node.channels[request.chan_out].local_fee_rate
+                earned = fee_msat(request.amount_sat, rate)
+                self._record_forward(request, earned / 1000, moment())
+                forwards += 1
+                revenue_msat += earned
+            for _ in range(rng.randint(*OTHER_PER_DAY)):
+                picked = self._two_peers(sources, outs, rng)
+                if picked is not None:
+                    amount = rng.randrange(50, 301) * 1000
+                    fee_sat = round(amount * rng.randrange(100, 800) / 1_000_000, 3)
+                    self._pay(picked[0].chan_id, picked[1].chan_id, amount, fee_sat, moment())
+                    other += 1
+            if back <= 7:
+                continue  # LNDg's last week is seed_history's
+            for target in ar:
+                peers = [c for c in outs if c.remote_pubkey != target.remote_pubkey]
+                if peers and rng.random() < LNDG_PAID_PER_CHANNEL_DAY:
+                    source = rng.choice(peers).chan_id
+                    amount, fee = self._lndg_price(target, rng)
+                    self._lndg_attempt(target, [source], source, amount, fee, moment())
+                    lndg_paid += 1
+        return Earnings(forwards, revenue_msat / 1000, lndg_paid, other)
+
     # -- the daemon's rebalances ---------------------------------------------------------------
 
     def apply_new_lines(self) -> list[Move]:
@@ -286,31 +372,69 @@ class Simulation:
         return move
 
     def forward(self) -> Move | None:
-        """A payment routed through the node: out of a refilled AR channel, in through another.
+        """The next payment routing demand sends through the node (`sim.routing.Demand`).
 
-        This is why AR channels need refilling at all; it keeps the demo going once the daemon
-        has caught up. Only AR channels at or above their band forward, so a depleted target
-        stays depleted until a rebalance lands.
+        This is why AR channels need refilling at all: demand asks them most, and a depleted
+        one fails and loses the fee until a rebalance lands.
         """
-        usable = [c for c in self.channels() if is_usable(c)]
-        refilled = [c for c in usable if c.auto_rebalance and not is_target(c)]
-        inbound = [c for c in usable if not c.auto_rebalance]
-        picked = self._two_peers(refilled, inbound)
-        if picked is None:
+        request = self.demand.next()
+        return None if request is None else self.route(request)
+
+    def route(self, request: Request, at: datetime | None = None) -> Move | None:
+        """Forward `request` on the live balances (`sim.routing.route`) and show it in LNDg.
+
+        A forward moves the balances and adds LNDg's forward row, dated `at` (default now). A
+        failed one (the out channel lacks the outbound) moves nothing, records nothing and
+        counts its fee as lost.
+        """
+        node = self.node
+        out, into = request.chan_out, request.chan_in
+        if out not in node.channels or into not in node.channels:
             return None
-        out, into = picked
-        amount = min(out.capacity * self.rng.randrange(3, 9) // 100, out.local_balance)
-        return self._move("forward", out.chan_id, into.chan_id, amount, 0.0)
+        before = (node.local_pct(out), node.local_pct(into))
+        forwarded = route(node, request)
+        if forwarded is None:
+            self._failed += 1
+            self._lost_msat += fee_msat(request.amount_sat, node.channels[out].local_fee_rate)
+            return None
+        self._show(out, into)
+        self._counts["forward"] += 1
+        self._record_forward(request, forwarded.fee_sat, at)
+        return Move(
+            "forward",
+            self._label(out),
+            self._label(into),
+            request.amount_sat,
+            forwarded.fee_sat,
+            (before[0], node.local_pct(out)),
+            (before[1], node.local_pct(into)),
+        )
+
+    def _record_forward(self, request: Request, fee: float, at: datetime | None) -> None:
+        """LNDg's row for a settled forward (amounts in msat, the fee in sats)."""
+        channels = self.node.channels
+        row = forward_row(
+            chan_id_in=request.chan_in,
+            chan_id_out=request.chan_out,
+            forward_date=at or datetime.now(UTC),
+            amt_out_msat=request.amount_sat * 1000,
+            fee=fee,
+            chan_in_alias=channels[request.chan_in].alias,
+            chan_out_alias=channels[request.chan_out].alias,
+        )
+        with self.lndg.lock:
+            self.lndg.forwards.append(row)
 
     def _two_peers(
-        self, outs: Sequence[Channel], ins: Sequence[Channel]
+        self, outs: Sequence[Channel], ins: Sequence[Channel], rng: random.Random | None = None
     ) -> tuple[Channel, Channel] | None:
         """A random channel from each list, to two different peers (a circle needs two)."""
+        rng = rng or self.rng
         if not outs:
             return None
-        out = self.rng.choice(outs)
+        out = rng.choice(outs)
         others = [c for c in ins if c.remote_pubkey != out.remote_pubkey]
-        return (out, self.rng.choice(others)) if others else None
+        return (out, rng.choice(others)) if others else None
 
     # -- changes, shown in LNDg's rows ---------------------------------------------------------
 
@@ -345,10 +469,11 @@ class Simulation:
     def _label(self, chan_id: str) -> str:
         return self.node.channels[chan_id].alias or chan_id_to_short_id(chan_id)
 
-    def _lndg_price(self, target: Channel) -> tuple[int, float]:
+    def _lndg_price(self, target: Channel, rng: random.Random | None = None) -> tuple[int, float]:
         """What one LNDg attempt into `target` moves (its default AR amount) and its fee."""
         amount = max(MIN_AMOUNT, target.capacity * 5 // 100)
-        return amount, round(amount * self.rng.randrange(50, 600) / 1_000_000, 3)
+        draw = (rng or self.rng).randrange(50, 600)
+        return amount, round(amount * draw / 1_000_000, 3)
 
     def _lndg_attempt(
         self,

@@ -156,6 +156,12 @@ def test_every_command_answers(node: Node, telegram: FakeTelegram) -> None:
         assert "not found in LNDg's payments; counted anyway" in report
         week = ask(telegram, "/report 7d", "7 days")["text"]
         assert re.search(r"This daemon: [4-9] ", week)
+        # and its chart: the 7 days asked for, read from LNDg
+        chart = telegram.wait_for(
+            lambda c: c.method == "sendPhoto" and "last 7 days" in str(c.params.get("caption")),
+            timeout=15,
+        )
+        assert chart.files["photo"].data.startswith(b"\x89PNG")
         assert "Example: /report" in ask(telegram, "/report lastweek", "Example")["text"]
         config = ask(telegram, "/config", "Effective settings")["text"]
         assert "LNDG_PASS = ****** (set)" in config

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from matplotlib.image import imread
 
-from core.chart import render_chart, render_chart_async
 from core.lndg import LndgClient, LndgServerError, LndgUnreachable
 from core.models import Outcome, RunResult, StatLine
 from core.node_records import Payment
@@ -177,6 +176,9 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
     assert payment_queries[0]["creation_date__gte"] == ["2026-11-23T22:55:00.000000"]
     assert payment_queries[0]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
     assert payment_queries[0]["status"] == ["2"]
+    # The chart then reads the 30 Berlin days ending with DAY (26 Oct is CET again).
+    assert payment_queries[-1]["creation_date__gte"] == ["2026-10-25T22:55:00.000000"]
+    assert payment_queries[-1]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
 
     rows = csv_lines(reporter.csv_path)
     assert list(rows[0]) == list(COLUMNS)
@@ -220,7 +222,7 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
     assert png.startswith(PNG_SIGNATURE)
     assert reporter.chart_path.parent == reporter.csv_path.parent
     height, width, _channels = imread(reporter.chart_path).shape
-    assert (width, height) == (1100, 572)
+    assert (width, height) == (900, 1170)
     assert not [p for p in reporter.csv_path.parent.iterdir() if p.name.startswith(".")]
 
 
@@ -464,16 +466,3 @@ def test_csv_empty_share_when_the_node_did_nothing(tmp_path: Path) -> None:
     path = tmp_path / "daily-report.csv"
     row = write_day(path, compute_day(DAY, BERLIN, [], [], [], []))
     assert (row["node_rebalances"], row["daemon_share_pct"], row["node_ppm"]) == ("0", "", "0")
-
-
-async def test_chart_of_sparse_rows_is_a_png(tmp_path: Path) -> None:
-    rows = [
-        {"date": "2026-11-24", "daemon_sats": "1000", "lndg_sats": "500", "other_sats": "x"},
-        {"date": "bad"},
-    ]
-    path = tmp_path / "chart.png"
-    png = await render_chart_async(rows, path, end=DAY)
-    assert png.startswith(PNG_SIGNATURE)
-    assert path.read_bytes() == png
-    assert imread(path).shape[:2] == (572, 1100)
-    assert render_chart([], None, end=DAY).startswith(PNG_SIGNATURE)
