@@ -17,7 +17,7 @@ from core.lndg import LndgAuthError, LndgClient, LndgError, LndgServerError, Lnd
 from core.models import Channel
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError, load_template, template_warnings
-from core.runner import find_binary
+from core.runner import binary_problem, find_binary
 from core.settings import Settings, shown_url
 from core.state import StateError, StateStore, ensure_data_dir
 
@@ -56,18 +56,10 @@ def check_data_dir(settings: Settings) -> Check:
 
 
 def check_regolancer(settings: Settings) -> Check:
-    name = settings.regolancer_bin
-    found = find_binary(name)
-    if found is not None:
-        return Check("regolancer", True, f"{found} is executable")
-    if os.path.exists(name) and not os.access(name, os.X_OK):
-        return Check("regolancer", False, f"{name} is not executable", f"chmod +x {name}")
-    return Check(
-        "regolancer",
-        False,
-        f"{name} not found",
-        "install regolancer or set REGOLANCER_BIN to its full path",
-    )
+    problem = binary_problem(settings.regolancer_bin)
+    if problem is not None:
+        return Check("regolancer", False, *problem)
+    return Check("regolancer", True, f"{find_binary(settings.regolancer_bin)} is executable")
 
 
 def check_template(settings: Settings) -> list[Check]:
