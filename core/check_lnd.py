@@ -25,6 +25,7 @@ from core.runner import child_environment, last_meaningful_line
 # regolancer --info asks LND within its own timeout_info (30 s by default); this bounds a
 # binary that hangs anyway.
 INFO_TIMEOUT_SECONDS = 60.0
+DEFAULT_CONNECT = "127.0.0.1:10009"  # regolancer's, when "connect" is empty
 
 # regolancer's words when LND answered but no channel qualifies for this config: LND is
 # reached all the same (see its main.go).
@@ -72,7 +73,7 @@ def check_lnd_file(file: LndFile, user: str) -> Check:
     """Does `file` exist, is it a file, can this user read it (by opening it, as regolancer)."""
     key = "macaroon_dir" if file.key == "macaroon" else file.key
     where = f'"{key}" in the template'
-    what = f"{file.key} {shown(file.path)}"
+    what = shown(file.path)
     if str(file.path).startswith("~"):
         return Check(file.key, False, f"{what} starts with ~", f"write {where} as a full path")
     if file.path.is_dir():
@@ -116,6 +117,7 @@ def info_verdict(
     exit_code: int | None,
     stderr: Sequence[str],
     secrets: Mapping[str, str],
+    connect: str = DEFAULT_CONNECT,
     limit_seconds: float = INFO_TIMEOUT_SECONDS,
 ) -> Check:
     """How `regolancer --info` ended, in its own words (secret paths replaced). Pure."""
@@ -123,7 +125,7 @@ def info_verdict(
         return Check(
             "regolancer --info",
             False,
-            f"no answer within {limit_seconds:g} s",
+            f"no answer from LND at {connect} within {limit_seconds:g} s",
             'check "connect" in the template and that LND is running',
         )
     words = last_meaningful_line(stderr)
@@ -131,7 +133,7 @@ def info_verdict(
         if len(path) > 1:
             words = words.replace(path, f"<{key}>")
     if exit_code == 0:
-        return Check("regolancer --info", True, "LND answers regolancer")
+        return Check("regolancer --info", True, f"LND at {connect} answers regolancer")
     if any(marker in words.lower() for marker in _REACHED_MARKERS):
         return Check(
             "regolancer --info",
@@ -174,7 +176,8 @@ async def check_info(
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    return info_verdict(code, stderr, secrets, limit_seconds)
+    connect = str(config.get("connect") or DEFAULT_CONNECT)
+    return info_verdict(code, stderr, secrets, connect, limit_seconds)
 
 
 async def _run_info(

@@ -38,7 +38,7 @@ def environment_warnings(env_files: Iterable[Path], environ: Mapping[str, str]) 
 
 
 def check_settings(env_files: Sequence[Path], environ: Mapping[str, str]) -> list[Check]:
-    read = ", ".join(str(path) for path in env_files)
+    read = ", ".join(str(path.resolve()) for path in env_files)
     detail = f"read the environment and {read}" if read else "read the environment (no env file)"
     return [Check("settings", True, detail)] + [
         Check("settings", True, warning, warning=True)

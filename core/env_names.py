@@ -48,11 +48,25 @@ def name_warnings(names: Iterable[str], settings: Iterable[str]) -> list[str]:
         if name in ORIGINAL_TOOL_KEYS:
             warnings.append(f"{name} (from the original tool) is {ORIGINAL_TOOL_KEYS[name]}")
             continue
-        ours = name.startswith(OUR_PREFIXES)
-        cutoff = _CLOSE_OURS if ours else _CLOSE_ANY
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
-        if close:
-            warnings.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
-        elif ours:
+        prefix = next((p for p in OUR_PREFIXES if name.startswith(p)), None)
+        meant = _closest(name, known, prefix)
+        if meant:
+            warnings.append(f"{name} is not a setting and is ignored: did you mean {meant}?")
+        elif prefix:
             warnings.append(f"{name} is not a setting and is ignored")
     return warnings
+
+
+def _closest(name: str, known: set[str], prefix: str | None) -> str | None:
+    if prefix is None:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=_CLOSE_ANY)
+        return close[0] if close else None
+    # Within our prefix the shared part would make every pair look alike: compare the rest.
+    rest = {setting[len(prefix) :]: setting for setting in known if setting.startswith(prefix)}
+    tail = name[len(prefix) :]
+    close = difflib.get_close_matches(tail, sorted(rest), n=1, cutoff=_CLOSE_OURS)
+    if close:
+        return rest[close[0]]
+    # `LNDG_URL`: a shortened name, when only one setting holds it.
+    holding = [setting for part, setting in rest.items() if tail and tail in part]
+    return holding[0] if len(holding) == 1 else None
