@@ -42,6 +42,10 @@ def test_settings_in_any_case_and_the_rest_of_the_environment_stay_quiet() -> No
         "HOME",
         "LANG",
         "NOTIFY_SOCKET",  # systemd's
+        "WATCHDOG_USEC",
+        "CREDENTIALS_DIRECTORY",
+        "PYTHON_VERSION",  # Docker's python image
+        "GPG_KEY",
         "JOURNAL_STREAM",
         "INVOCATION_ID",
         "FAKE_REGOLANCER_SCENARIO",
