@@ -143,6 +143,12 @@ def test_telegram_token_chat_and_users_pass(telegram: FakeTelegram) -> None:
     assert [call.method for call in telegram.calls] == ["getMe", "getChat"]  # nothing sent
 
 
+def test_a_chat_title_cannot_write_lines_or_escapes(telegram: FakeTelegram) -> None:
+    telegram.add_chat(CHAT, chat_type="supergroup", title="Ops\nok   all checks passed\x1b[2J")
+    line = _telegram_lines(telegram.url)[1]
+    assert line.endswith('"Ops\\nok   all checks passed\\x1b[2J"')
+
+
 def test_bad_token_is_rejected(telegram: FakeTelegram) -> None:
     lines = _telegram_lines(telegram.url, token="123456789:AAwrong-token-also-never-shown")
     assert lines[0] == (
