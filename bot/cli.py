@@ -16,7 +16,7 @@ from bot import render
 from bot.arguments import ArgumentError, parse_pnl_days
 from core import money_json
 from core.channel_ref import ChannelLookupError, resolve_channel
-from core.checks import run_checks
+from core.checks import environment_warnings, run_checks
 from core.control import Control
 from core.daemon import open_services
 from core.feed import FeedPump, LogSink
@@ -31,6 +31,7 @@ from core.pairing import build_pairs
 from core.regolancer_config import TemplateError
 from core.report_delivery import Reporter
 from core.report_figures import combine, format_summary
+from core.runner import binary_problem
 from core.runtime import Runtime
 from core.settings import Settings, SettingsError, load_settings, url_secrets
 from core.spend_guard import SpendGuard
@@ -50,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Keeps a Lightning node's channels balanced with regolancer.",
     )
     parser.add_argument(
-        "--env-file", default=".env", help="settings file read besides the environment"
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="settings file read besides the environment (default: .env, if there is one)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run the daemon (with the Telegram bot when TELEGRAM_TOKEN is set)")
@@ -138,13 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sim.demo import demo_main
 
         return demo_main(args)
+    env_file, problem = pick_env_file(args.env_file)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    env_files = [env_file] if env_file is not None else []
     try:
-        settings = load_settings(args.env_file)
+        settings = load_settings(env_file)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, _secrets(settings))
+    if args.command in SPENDING_COMMANDS:
+        for warning in environment_warnings(env_files, os.environ):
+            log.warning("%s", warning)
     if args.command == "health":
         healthy, line = check_health(settings.database_path)
         print(line)
@@ -155,7 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Before anything else: a second daemon must not even touch the state.
             ensure_data_dir(settings.data_dir)
             lock.acquire()
-        return asyncio.run(_dispatch(args, settings))
+            refusal = _binary_refusal(settings, dry_run=getattr(args, "dry_run", False))
+            if refusal is not None:
+                print(f"error: {refusal}", file=sys.stderr)
+                return 2
+        return asyncio.run(_dispatch(args, settings, env_files))
     except (TemplateError, StateError, DataDirLockError, MetricsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,9 +181,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.release()
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def pick_env_file(given: Path | None) -> tuple[Path | None, str | None]:
+    """The env file to read (None: the environment only), or the one-line reason it cannot be.
+
+    Without --env-file, `.env` is read if there is one; a file named by --env-file must exist:
+    a typo there would otherwise start the daemon on defaults.
+    """
+    path = given if given is not None else Path(".env")
+    option = f"--env-file {path}" if given is not None else str(path)
+    if not path.exists():
+        return None, (f"{option}: no such file" if given is not None else None)
+    if path.is_dir():
+        return None, f"{option} is a directory, not a file"
+    if not os.access(path, os.R_OK):
+        return None, f"{option} is not readable by this user"
+    return path, None
+
+
+def _binary_refusal(settings: Settings, *, dry_run: bool) -> str | None:
+    """Why a live `run`/`cycle` must not start: no regolancer to run. A dry run needs none."""
+    if dry_run or settings.dry_run:
+        return None
+    problem = binary_problem(settings.regolancer_bin)
+    if problem is None:
+        return None
+    with StateStore(settings.database_path) as store:
+        if store.dry_run:  # switched on from the chat: this daemon starts nothing either
+            return None
+    reason, fix = problem
+    return (
+        f"regolancer binary {reason}: {fix} "
+        "(a dry run needs none: DRY_RUN=true, or cycle --dry-run)"
+    )
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings, env_files: list[Path]) -> int:
     if args.command == "check":
-        return await _check(settings)
+        return await _check(settings, env_files)
     if args.command == "pairs":
         return await _pairs(settings, as_json=args.json)
     if args.command == "cycle":
@@ -183,8 +233,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return await Runtime(settings, TelegramFace(settings)).run()
 
 
-async def _check(settings: Settings) -> int:
-    checks = await run_checks(settings)
+async def _check(settings: Settings, env_files: list[Path]) -> int:
+    checks = await run_checks(settings, env_files)
     for check in checks:
         print(check.line())
     failed = sum(not c.ok for c in checks)

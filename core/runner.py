@@ -144,6 +144,17 @@ def find_binary(binary: str) -> str | None:
     return shutil.which(binary)
 
 
+def binary_problem(binary: str) -> tuple[str, str] | None:
+    """Why regolancer cannot be started from `binary`, and the fix; None when it can."""
+    if find_binary(binary) is not None:
+        return None
+    if os.path.isdir(binary):
+        return f"{binary} is a directory", "set REGOLANCER_BIN to the binary itself"
+    if os.path.exists(binary) and not os.access(binary, os.X_OK):
+        return f"{binary} is not executable", f"chmod +x {binary}"
+    return f"{binary} not found", "install regolancer or set REGOLANCER_BIN to its full path"
+
+
 def child_environment(
     base: Mapping[str, str], extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:

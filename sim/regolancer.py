@@ -5,6 +5,9 @@ Stdlib only, no imports from the project: tests, the demo and CI run it as an ex
 
     regolancer.py -f CONFIG.json [--info]
 
+`--info` prints what it would use and exits 0, unless the scenario's outcome for the pair is
+`lnd_error` or `hang`: those happen before regolancer looks at --info, so they end it too.
+
 The config is checked the way regolancer's Go JSON decoder does it (numbers in channel
 lists or decimals for integer keys are fatal, exit 1). What a run then does comes from the
 JSON file named by FAKE_REGOLANCER_SCENARIO, re-read on every invocation:
@@ -464,6 +467,12 @@ def main() -> None:
         source = chan_id(sources[0]) if sources else 0
         target = chan_id(targets[0]) if targets else 0
         if info:
+            # regolancer asks LND (GetInfo, channels) before it looks at --info: an LND error
+            # or an LND that never answers ends --info the way it ends a run.
+            spec = load_scenario(source, target)
+            if spec.get("outcome") in ("lnd_error", "hang"):
+                RUN.outcome = f"info+{spec['outcome']}"
+                RUN.finish(run_outcome(str(spec["outcome"]), config, spec, source, target))
             RUN.outcome = "info"
             print(f"Source channels: {', '.join(sources) or 'all'}")
             print(f"Target channels: {', '.join(targets) or 'all'}")

@@ -820,6 +820,7 @@ class FakeTelegram:
         self._faults: list[_Fault] = []
         self._token_rejected = False  # reject_token(): 401 to every method
         self._migrated: dict[int, int] = {}  # migrate_chat(): old chat id -> supergroup id
+        self._kicked: set[int] = set()  # kick_bot(): groups the bot was removed from
         self._chats: dict[int, JSONDict] = {}
         self._next_message_id: dict[int, int] = {}
         self._messages: dict[tuple[int, int], JSONDict] = {}
@@ -1181,11 +1182,20 @@ class FakeTelegram:
         with self._cond:
             self._migrated[chat_id] = to_chat_id
 
+    def kick_bot(self, chat_id: int) -> None:
+        """The bot was removed from the group ``chat_id``: every method addressing it answers
+        403 ``Forbidden: bot was kicked from the <type> chat``; until ``clear_faults``."""
+        if chat_id > 0:
+            raise ValueError("only a group, supergroup or channel can kick the bot")
+        with self._cond:
+            self._kicked.add(chat_id)
+
     def clear_faults(self) -> None:
         with self._cond:
             self._faults.clear()
             self._token_rejected = False
             self._migrated.clear()
+            self._kicked.clear()
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._cond:
@@ -1287,6 +1297,9 @@ class FakeTelegram:
                 "Bad Request: group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": self._migrated[raw]},
             )
+        if raw in self._kicked:
+            kind = self._chats[raw]["type"] if raw in self._chats else "group"
+            raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
         if raw in self._chats:
             return self._chats[raw]
         if self.known_chats is not None and raw not in self.known_chats:
@@ -1634,6 +1647,7 @@ class FakeTelegram:
             "delay_next",
             "reject_token",
             "migrate_chat",
+            "kick_bot",
             "clear_faults",
             "clear",
             "add_chat",

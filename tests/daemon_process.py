@@ -81,6 +81,7 @@ class Node:
         self.tmp = root / "tmp"
         self.tmp.mkdir(exist_ok=True)
         self.set_scenario({"outcome": "success", "amount_sat": 50_000, "fee_sat": 12, "delay": 0.2})
+        self.template = self.write_template()
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(root),
@@ -89,7 +90,7 @@ class Node:
             "LNDG_USER": "lndg-admin",
             "LNDG_PASS": "secret",
             "REGOLANCER_BIN": str(FAKE_REGOLANCER),
-            "REGOLANCER_TEMPLATE": str(TEMPLATE),
+            "REGOLANCER_TEMPLATE": str(self.template),
             "DATA_DIR": str(self.data),
             "SLEEP_SECONDS": "2",
             "MAX_WORKERS": "3",
@@ -99,6 +100,18 @@ class Node:
             "PYTHONPATH": str(REPO),
         }
         self.env.update({k.upper(): str(v) for k, v in settings.items()})
+
+    def write_template(self) -> Path:
+        """The shipped template, its LND files (tls.cert, admin.macaroon) made real here."""
+        lnd = self.root / "lnd"
+        (lnd / "macaroons").mkdir(parents=True, exist_ok=True)
+        (lnd / "tls.cert").write_text("-----BEGIN CERTIFICATE-----\n")
+        (lnd / "macaroons" / "admin.macaroon").write_bytes(b"\x02\x01macaroon")
+        template = json.loads(TEMPLATE.read_text())
+        template.update(tlscert=str(lnd / "tls.cert"), macaroon_dir=str(lnd / "macaroons"))
+        path = self.root / "node-template.json"
+        path.write_text(json.dumps(template, indent=2))
+        return path
 
     def set_scenario(self, default: dict[str, Any], pairs: dict[str, Any] | None = None) -> None:
         self.scenario.write_text(json.dumps({"default": default, "pairs": pairs or {}}))

@@ -215,6 +215,20 @@ def test_info_pays_nothing(fake):
     assert not fake.stat.exists()
 
 
+@pytest.mark.subprocess
+def test_info_fails_like_a_run_when_lnd_does(fake):
+    # regolancer reaches LND before it looks at --info: an LND error ends --info too.
+    fake.scenario({"outcome": "lnd_error"})
+    done = fake.run("-f", str(fake.config()), "--info")
+    assert done.returncode == 1
+    assert PREFIX.match(done.stderr)
+    assert "rpc error: code = Unavailable" in done.stderr.splitlines()[-1]
+    assert not fake.stat.exists()
+    # ...while an outcome LND would only reach later (a route) leaves --info alone.
+    fake.scenario({"outcome": "no_route"})
+    assert fake.run("-f", str(fake.config()), "--info").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("outcome", "code", "needle"),
     [

@@ -23,6 +23,7 @@ from telegram.error import (
     BadRequest,
     Conflict,
     EndPointNotFound,
+    Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
@@ -152,6 +153,19 @@ async def test_unknown_chat(fake: FakeTelegram, bot: Bot) -> None:
         await bot.send_message(CHAT + 1, "hi")
     fake.inject_message(99, 99, "hello")  # a chat that wrote to the bot exists
     await bot.send_message(99, "hi")
+
+
+async def test_kicked_bot_is_forbidden_in_that_group(fake: FakeTelegram, bot: Bot) -> None:
+    group = -1001234567890
+    fake.add_chat(group, chat_type="supergroup")
+    await bot.send_message(group, "hi")
+    fake.kick_bot(group)
+    for call in (bot.get_chat(group), bot.send_message(group, "hi")):
+        with pytest.raises(Forbidden, match="bot was kicked from the supergroup chat"):
+            await call
+    await bot.send_message(CHAT, "hi")  # other chats are untouched
+    fake.clear_faults()
+    assert (await bot.get_chat(group)).id == group
 
 
 async def test_callback_data_limit(bot: Bot) -> None:

@@ -136,38 +136,62 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _break(binary: Path, problem: str) -> None:
+    if problem == "missing":
+        binary.unlink()
+    else:
+        binary.chmod(0o644)
+
+
+def _fix(binary: Path) -> None:
+    if not binary.exists():
+        binary.write_bytes(FAKE_REGOLANCER.read_bytes())
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+
+
 @pytest.mark.parametrize("problem", ["missing", "not-executable"])
-def test_unusable_binary_alerts_once_and_recovers_when_fixed(
+def test_unusable_binary_refuses_live_start_and_alerts_once_when_it_goes_away(
     tmp_path: Path, lndg: FakeLndg, problem: str
 ) -> None:
     binary = tmp_path / "bin" / "regolancer"
     binary.parent.mkdir()
-    if problem == "not-executable":
-        binary.write_bytes(FAKE_REGOLANCER.read_bytes())
-        binary.chmod(0o644)
+    binary.write_bytes(FAKE_REGOLANCER.read_bytes())
+    _break(binary, problem)
     node = Node(tmp_path, lndg.url, sleep_seconds=1, regolancer_bin=binary)
     node.set_scenario({"outcome": "no_route"})
     check = run_cli(node, "check")
     line = next(line for line in check.stdout.splitlines() if " regolancer:" in line)
     assert check.returncode == 1
     if problem == "missing":
-        assert line == (
-            f"FAIL regolancer: {binary} not found -> install regolancer or set "
-            "REGOLANCER_BIN to its full path"
-        )
+        reason, fix = "not found", "install regolancer or set REGOLANCER_BIN to its full path"
     else:
-        assert line == f"FAIL regolancer: {binary} is not executable -> chmod +x {binary}"
+        reason, fix = "is not executable", f"chmod +x {binary}"
+    assert line == f"FAIL regolancer: {binary} {reason} -> {fix}"
+    # Live, it refuses to start at all: one line, exit 2 (systemd then keeps it down).
+    for command in (["run"], ["cycle"]):
+        refused = run_cli(node, *command, timeout=30)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines() == [
+            f"error: regolancer binary {binary} {reason}: {fix} "
+            "(a dry run needs none: DRY_RUN=true, or cycle --dry-run)"
+        ]
+    # A binary that goes away while the daemon runs: every run says so, one alert, and it
+    # recovers by itself once the binary is back.
+    _fix(binary)
     daemon = Daemon(node).start()
     try:
+        next_run(node, 0, "no_route")
+        _break(binary, problem)
         daemon.wait_for_log(
             f"alert: regolancer: regolancer binary missing: regolancer binary '{binary}'"
         )
-        next_run(node, 0, "binary_missing")
-        wait_until(lambda: len(runs(node)) >= 3, 30, "more cycles")
-        if problem == "missing":
-            binary.write_bytes(FAKE_REGOLANCER.read_bytes())
-        binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
-        next_run(node, 0, "no_route")
+        wait_until(
+            lambda: sum(run[0] == "binary_missing" for run in runs(node)) >= 3,
+            30,
+            "more runs without a binary",
+        )
+        _fix(binary)
+        next_run(node, len(runs(node)), "no_route")
         daemon.wait_for_log("recovered: regolancer runs work again")
         code, _ = daemon.stop()
     finally:
