@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,7 @@ def telegram() -> Iterator[FakeTelegram]:
         yield fake
 
 
-def _telegram_lines(url: str, token: str = TOKEN, **settings: object) -> list[str]:
+def _telegram_lines(url: str, token: str = TOKEN, **settings: Any) -> list[str]:
     loaded = load_settings(
         None,
         telegram_token=token,
