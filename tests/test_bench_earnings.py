@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.simulate import EPOCH, EarningsFirstPlanner, Meter, SimConfig, SimNode
+from bench.simulate import EarningsFirstPlanner, Meter, SimConfig, SimNode
+from bench.vclock import EPOCH
 from core.planner import PlannerConfig, PolicySwitches
 from tests.test_pairing import channel
 
@@ -67,7 +68,7 @@ def test_a_rebalance_pays_its_pairs_route_fee() -> None:
 
 def test_planted_forwards_are_history_not_revenue() -> None:
     node = SimNode(
-        two_channel_node(out_local=500_000).channels.values(),
+        list(two_channel_node(out_local=500_000).channels.values()),
         replace(CONFIG, routing_share_per_day=0.02, forward_history_days=7),
     )
     assert node.forwards
