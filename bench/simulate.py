@@ -40,7 +40,7 @@ import math
 import random
 import statistics
 import tempfile
-from collections.abc import Collection, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
 from core.history import Observation, from_lndg_failures, from_payments
 from core.models import Channel, Outcome, Pair, RunResult
-from core.node_records import LndgRebalance, Payment
+from core.node_records import Forward, LndgRebalance, Payment
 from core.pairing import build_pairs, make_pair
 from core.planner import Planner, PlannerConfig, PolicySwitches
 from core.runtime import Cycles
@@ -63,6 +63,8 @@ RAPID_STEP_SECONDS = 8.0
 ROUTING_STEP_SECONDS = 60.0
 TARGET_QUALITY = (0.5, 1.0)
 HARD_TARGET_QUALITY = 0.4  # hard targets draw below it (0.1-0.3), the others above
+EARNINGS_WINDOW_DAYS = 7
+EARNINGS_REFRESH_SECONDS = 600.0  # as often as the daemon reads forwards
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,13 @@ class SimConfig:
     routing_share_per_day: float = 0.02  # of the node's capacity forwarded per day
     sources_per_run: int = 1
     history_attempts: int = 10  # LNDg's attempts per auto-rebalanced channel in the past week
+    # Earnings (bench.target_order): how unevenly routing demand leaves by the channels
+    # (log-normal sigma of a per-channel weight; 0: evenly, the model of the figures above),
+    # the days of forwards LNDg already holds at the start, and whether the planner serves
+    # first the targets that earned most (`EarningsFirstPlanner`; not the daemon's order).
+    demand_sigma: float = 0.0
+    forward_history_days: float = 0.0
+    earnings_first: bool = False
     rate_hours: float = 6.0  # sats per hour are compared over the first this many hours
 
 
@@ -157,6 +166,22 @@ class SimNode(Node):
         self.plain = [c.chan_id for c in channels if not c.auto_rebalance]
         self.auto = [c.chan_id for c in channels if c.auto_rebalance]
         self._routing = random.Random(config.seed + 1)
+        # What the node earns and pays (its own draws: the figures above stay as they were).
+        econ = random.Random(f"{config.seed}:earnings")
+        self.fee_ppm = {
+            c.chan_id: econ.randrange(300, 1200, 10)
+            if c.auto_rebalance
+            else econ.randrange(0, 150, 5)
+            for c in channels
+        }
+        sigma = config.demand_sigma
+        self.demand = {c.chan_id: econ.lognormvariate(0, sigma) if sigma else 1.0 for c in channels}
+        self.revenue_msat = 0
+        self.lost_msat = 0  # fees of forwards that failed for want of outbound liquidity
+        self.fees_paid_sat = 0  # rebalancing fees
+        self.forwards: list[Forward] = []
+        if config.forward_history_days:
+            self._plant_forwards(econ, config.forward_history_days)
 
     # --- the node's truth ---------------------------------------------------------------
 
@@ -164,6 +189,7 @@ class SimNode(Node):
         """A run paid `amount`: the sats move, and count for the figures."""
         need = self.need(target)
         self.move(source, target, amount)
+        self.fees_paid_sat += self.fee_sat(source, target, amount)
         self.moves.append((now, amount, min(amount, need)))
         meter.change(now, available=self.available_work(now))
         if target in self._unreached and self.in_band(target):
@@ -176,26 +202,68 @@ class SimNode(Node):
     def unreached(self) -> int:
         return len(self._unreached)
 
-    def forward(self, seconds: float) -> None:
+    def forward(self, seconds: float, now: float = 0.0) -> None:
         """Routing between two steps: payments come in on one channel and leave on another.
 
         Mostly in through a channel without auto-rebalance and out through one with it (why
-        the operator turned it on), so targets drain again and sources fill up.
+        the operator turned it on), so targets drain again and sources fill up. A forward
+        earns the outgoing channel's fee rate; one that finds too little outbound liquidity
+        there fails, and its fee is lost.
         """
         rng = self._routing
+        for incoming, outgoing, amount in self._demand(rng, seconds):
+            fee_msat = amount * self.fee_ppm[outgoing] // 1000
+            if self.local[outgoing] < amount:
+                self.lost_msat += fee_msat
+                continue
+            if self.remote(incoming) < amount:
+                continue  # the sender's side of the route is short: no fault of ours
+            self.move(outgoing, incoming, amount)
+            self._record_forward(incoming, outgoing, amount, fee_msat, EPOCH + now)
+
+    def _demand(self, rng: random.Random, seconds: float) -> Iterator[tuple[str, str, int]]:
+        """The forwards the network asks for over `seconds`: (in, out, sats)."""
         total = sum(c.capacity for c in self.channels.values())
         budget = int(total * self.config.routing_share_per_day * seconds / 86_400)
         plain, auto, everyone = self.plain, self.auto, list(self.channels)
+        weighted = self.config.demand_sigma > 0
         while budget > 0:
             amount = min(rng.choice((20_000, 50_000, 100_000, 250_000)), budget)
             budget -= amount
             incoming = rng.choice(plain if rng.random() < 0.8 and plain else everyone)
-            outgoing = rng.choice(auto if rng.random() < 0.8 and auto else everyone)
-            if incoming == outgoing:
-                continue
-            if self.remote(incoming) < amount or self.local[outgoing] < amount:
-                continue  # the forward would fail on this node too
-            self.move(outgoing, incoming, amount)
+            pool = auto if rng.random() < 0.8 and auto else everyone
+            if weighted:
+                outgoing = rng.choices(pool, weights=[self.demand[c] for c in pool])[0]
+            else:
+                outgoing = rng.choice(pool)
+            if incoming != outgoing:
+                yield incoming, outgoing, amount
+
+    def _plant_forwards(self, rng: random.Random, days: float) -> None:
+        """The forwards LNDg recorded in the `days` before the start, from the same demand."""
+        for incoming, outgoing, amount in self._demand(rng, days * 86_400):
+            at = EPOCH - rng.uniform(0, days * 86_400)
+            self._record_forward(
+                incoming, outgoing, amount, amount * self.fee_ppm[outgoing] // 1000, at
+            )
+        self.forwards.sort(key=lambda f: f.forward_date)
+
+    def _record_forward(
+        self, incoming: str, outgoing: str, amount: int, fee_msat: int, at: float
+    ) -> None:
+        if at >= EPOCH:
+            self.revenue_msat += fee_msat
+        self.forwards.append(
+            Forward(
+                id=len(self.forwards) + 1,
+                forward_date=dt.datetime.fromtimestamp(at, dt.UTC),
+                chan_id_in=incoming,
+                chan_id_out=outgoing,
+                amt_in_msat=amount * 1000 + fee_msat,
+                amt_out_msat=amount * 1000,
+                fee_sat=fee_msat / 1000,
+            )
+        )
 
     def available_work(self, now: float) -> int:
         """Disjoint useful runs possible now: needy targets with a live source, sources."""
@@ -349,6 +417,55 @@ class OraclePlanner(Planner):
         return found_sources, found_targets
 
 
+class EarningsFirstPlanner(Planner):
+    """The daemon's planner, but targets that earned most per sat of capacity go first.
+
+    What was measured against the daemon's depletion order (`bench.target_order`) and not
+    kept: it reads what LNDg shows (the forwards of the last `EARNINGS_WINDOW_DAYS`, at most
+    every `EARNINGS_REFRESH_SECONDS`), then keeps the planner's own order below that: the most
+    depleted first, targets with a poor record last.
+    """
+
+    def __init__(
+        self,
+        config: PlannerConfig,
+        switches: PolicySwitches,
+        node: SimNode,
+        wall: Callable[[], float],
+    ) -> None:
+        super().__init__(config, switches)
+        self.node = node
+        self.wall = wall
+        self._earned: dict[str, float] = {}
+        self._read_at = -math.inf
+
+    def earned(self) -> dict[str, float]:
+        """Routing fees out of each channel (msat) per sat of its capacity, over the window."""
+        now = self.wall()
+        if now - self._read_at >= EARNINGS_REFRESH_SECONDS:
+            self._read_at = now
+            since = dt.datetime.fromtimestamp(now - EARNINGS_WINDOW_DAYS * 86_400, dt.UTC)
+            msat: dict[str, int] = {}
+            for forward in self.node.forwards:
+                if forward.forward_date >= since:
+                    out = forward.chan_id_out
+                    msat[out] = msat.get(out, 0) + round(forward.fee_sat * 1000)
+            channels = self.node.channels
+            self._earned = {c: m / channels[c].capacity for c, m in msat.items() if m > 0}
+        return self._earned
+
+    def candidates(
+        self, channels: Iterable[Channel], now: float, excluded: Collection[str] = ()
+    ) -> tuple[list[Channel], list[Channel]]:
+        sources, targets = super().candidates(channels, now, excluded)
+        earned = self.earned()
+        targets.sort(key=lambda c: -earned.get(c.chan_id, 0.0))  # stable: depletion below
+        if self.switches.demote_targets and self._records:
+            poor = self.config.poor_record
+            targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
+        return sources, targets
+
+
 class SimRunner:
     """regolancer, modelled: the engine's Runner protocol on the simulated node."""
 
@@ -473,6 +590,19 @@ class SideResult:
     reached: list[float] = field(repr=False, default_factory=list)
     moves: list[tuple[float, int, int]] = field(repr=False, default_factory=list)
     time_by: dict[str, float] = field(default_factory=dict)
+    revenue_sat: float = 0.0  # routing fees earned over the horizon
+    lost_sat: float = 0.0  # fees of forwards that failed for want of outbound liquidity
+    fees_paid_sat: int = 0  # rebalancing fees
+
+    @property
+    def needed(self) -> int:
+        """Sats that went into targets below their band over the whole horizon."""
+        return self.needed_until(self.elapsed)
+
+    @property
+    def net_sat(self) -> float:
+        """What the operator keeps: routing revenue minus rebalancing fees."""
+        return self.revenue_sat - self.fees_paid_sat
 
     def moved_until(self, seconds: float) -> int:
         return sum(amount for at, amount, _ in self.moves if at <= seconds)
@@ -494,7 +624,7 @@ async def _drive(node: SimNode, meter: Meter, work: asyncio.Task[None], horizon:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(ROUTING_STEP_SECONDS)
-            node.forward(ROUTING_STEP_SECONDS)
+            node.forward(ROUTING_STEP_SECONDS, loop.time())
             meter.change(loop.time(), available=node.available_work(loop.time()))
 
     helpers = [asyncio.create_task(lndg_sync()), asyncio.create_task(routing())]
@@ -536,6 +666,8 @@ async def run_daemon(
     chosen: Planner
     if oracle:
         chosen = OraclePlanner(policy, parts, node)
+    elif config.earnings_first:
+        chosen = EarningsFirstPlanner(policy, parts, node, loop.wall)
     elif config.sources_per_run > 1:
         chosen = MultiSourcePlanner(policy, parts, config.sources_per_run)
     else:
@@ -601,6 +733,9 @@ def _result(name: str, node: SimNode, meter: Meter, end: float) -> SideResult:
         reached=list(node.reached),
         moves=list(node.moves),
         time_by=dict(meter.time_by),
+        revenue_sat=node.revenue_msat / 1000,
+        lost_sat=node.lost_msat / 1000,
+        fees_paid_sat=node.fees_paid_sat,
     )
 
 
