@@ -382,7 +382,7 @@ def _pnl_lines(pnl: Pnl, page: int, per_page: int) -> list[str]:
         head += f" · page {page + 1}/{total_pages}"
     lines = [
         head,
-        f"Routing revenue: {_msat_fee(pnl.revenue_msat)} from {pnl.forwards} forwards",
+        f"Routing revenue: {_msat_fee(pnl.revenue_msat)} from {pnl.forwards:,} forwards",
         f"Rebalancing cost: {_msat_fee(cost.fee_msat)} = {fmt.pct(pnl.cost_share)} of revenue",
         f"  this daemon {_msat_fee(pnl.daemon.fee_msat)} · LNDg {_msat_fee(pnl.lndg.fee_msat)}"
         f" · other {_msat_fee(pnl.other.fee_msat)}",

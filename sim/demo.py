@@ -55,6 +55,8 @@ MARKER = ".regolancer-orchestrator-demo"
 STANDIN_NAME = "regolancer-standin"
 # The chart of the demo's last 30 days, written when it stops (the README's example).
 CHART_FILE = "demo-chart.png"
+# Settings for the CLI beside the running demo (`--env-file`).
+DEMO_ENV = "demo.env"
 
 SLEEP_SECONDS = 5
 MAX_WORKERS = 4
@@ -240,6 +242,7 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
         attempts, paid = sim.seed_history(now)
         month = sim.seed_earnings(now)
         sim.write_scenario()
+        write_demo_env(settings, files.data_dir / DEMO_ENV)
         _print_banner(settings, lndg, len(channels), seconds)
         log.info(
             "simulated node: LNDg's rebalancer made %d attempts in the past week, %d paid",
@@ -310,6 +313,28 @@ def _on_simulation_end(task: asyncio.Task[None], daemon: asyncio.Task[int]) -> N
         _stop(daemon, "the simulation failed")
 
 
+def write_demo_env(settings: Settings, path: Path) -> None:
+    """The settings that point the CLI at the running demo (`--env-file`), mode 0600.
+
+    So an operator can try the read-only commands beside the demo's daemon (`pnl`, `channel`,
+    `pairs`, `check`). The password is the simulated LNDg's, made up for this demo run.
+    """
+    password = settings.lndg_pass.get_secret_value() if settings.lndg_pass else ""
+    values = {
+        "LNDG_BASE_URL": settings.lndg_base_url,
+        "LNDG_USER": settings.lndg_user,
+        "LNDG_PASS": password,
+        "DATA_DIR": settings.data_dir.resolve(),
+        "REGOLANCER_BIN": settings.regolancer_bin,
+        "REGOLANCER_TEMPLATE": Path(settings.regolancer_template).resolve(),
+        "TIMEZONE": settings.timezone,
+    }
+    text = "".join(f"{name}={value}\n" for name, value in values.items())
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _print_banner(settings: Settings, lndg: FakeLndg, channels: int, seconds: int | None) -> None:
     rule = "=" * 78
     chat = (
@@ -325,6 +350,8 @@ def _print_banner(settings: Settings, lndg: FakeLndg, channels: int, seconds: in
         f"  against a simulated LNDg at {lndg.url} ({channels} channels)",
         f"  and a stand-in regolancer, {until}; then a report.",
         f"  Data: {settings.data_dir} (wiped when the demo starts again)",
+        f"  Beside it: regolancer-orchestrator --env-file {settings.data_dir / DEMO_ENV} pnl",
+        "             (or channel <alias>, pairs, check)",
         rule,
     ]
     print("\n".join(lines), flush=True)

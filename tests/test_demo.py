@@ -180,3 +180,30 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not empty and was not made by the demo" in result.stderr
     assert (precious / "state.sqlite3").read_text() == "the operator's real state"
+
+
+def test_the_cli_reads_beside_the_running_demo_through_its_env_file(tmp_path: Path) -> None:
+    demo = Demo(tmp_path, "--seconds", "40")
+    try:
+        demo.wait_for(r"rebalanced [\d,]+ sat", 30)
+        env_file = demo.data / "demo.env"
+        assert f"--env-file {env_file} pnl" in demo.output
+        assert env_file.stat().st_mode & 0o777 == 0o600  # it holds the demo LNDg's password
+        pnl = subprocess.run(
+            [sys.executable, "-m", "bot", "--env-file", str(env_file), "pnl", "30d"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert pnl.returncode == 0, pnl.stderr
+        revenue = re.search(
+            r"^Routing revenue: ([\d,.]+) sat from ([\d,]+) forwards$", pnl.stdout, re.M
+        )
+        assert revenue is not None, pnl.stdout
+        assert float(revenue.group(1).replace(",", "")) > 0  # the demo's node earns
+        assert re.search(r"this daemon [\d,.]+ sat", pnl.stdout)
+    finally:
+        _kill(demo)
