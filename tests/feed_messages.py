@@ -1,0 +1,43 @@
+"""Reading rebalance messages back into the ledger rows they announce.
+
+A message names one rebalance per line: `44,000 sat A → B, fee …` for one payment,
+`132,000 sat A → B in 2 payments, fee …` for a run's payments folded. Tests that check
+"every line announced once" take each shown rebalance back to the consecutive ledger rows
+of one pair whose amounts sum to it (amounts unique per line make that unambiguous).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# Aliases without spaces (the test nodes' SrcN / TgtN).
+SHOWN = re.compile(r"([\d,]+) sat \S+ → \S+?(?: in (\d+) payments)?, fee")
+
+LedgerRow = tuple[int, str, str, int, int]  # ts, from, to, amount_msat, fees_msat
+
+
+def shown(text: str) -> list[tuple[int, int]]:
+    """(amount in sat, payments) of every rebalance a message names."""
+    return [(int(a.replace(",", "")), int(n or 1)) for a, n in SHOWN.findall(text)]
+
+
+def lines_of(item: tuple[int, int], ledger: Sequence[LedgerRow]) -> list[int]:
+    """The amounts (sat) of the ledger rows one shown rebalance folds; fails if not exactly one."""
+    total, count = item
+    by_pair: dict[tuple[str, str], list[int]] = {}
+    for _ts, source, target, amount_msat, _fees in ledger:
+        by_pair.setdefault((source, target), []).append(amount_msat)
+    found = {
+        tuple(msat // 1000 for msat in rows[i : i + count])
+        for rows in by_pair.values()
+        for i in range(len(rows) - count + 1)
+        if sum(rows[i : i + count]) // 1000 == total
+    }
+    assert len(found) == 1, f"{total:,} sat in {count} payments matches {sorted(found)}"
+    return list(found.pop())
+
+
+def announced_lines(texts: Sequence[str], ledger: Sequence[LedgerRow]) -> list[int]:
+    """The amount of every ledger row the messages announce, once per time announced."""
+    return [amount for text in texts for item in shown(text) for amount in lines_of(item, ledger)]
