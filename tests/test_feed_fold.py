@@ -23,6 +23,7 @@ from core.events import (
     AlertRaised,
     DaemonStarted,
     Digest,
+    Event,
     EventBus,
     Mode,
     Notice,
@@ -347,7 +348,12 @@ async def test_the_engine_records_a_runs_lines_before_the_run_so_the_feed_folds_
     with StateStore(tmp_path / "state.sqlite3") as store:
         bus = EventBus()
         # What the feed can see the moment the run is recorded: all of its lines.
-        bus.subscribe(lambda e: isinstance(e, RunFinished) and seen.append(len(store.ledger())))
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, RunFinished):
+                seen.append(len(store.ledger()))
+
+        bus.subscribe(on_event)
 
         async def fetch() -> list[Channel]:
             return [source, target]
