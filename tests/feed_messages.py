@@ -3,13 +3,15 @@
 A message names one rebalance per line: `44,000 sat A → B, fee …` for one payment,
 `132,000 sat A → B in 2 payments, fee …` for a run's payments folded. Tests that check
 "every line announced once" take each shown rebalance back to the consecutive ledger rows
-of one pair whose amounts sum to it (amounts unique per line make that unambiguous).
+of one pair whose amounts sum to it and grow step by step, as rapid rebalancing pays them
+(amounts unique per line make that unambiguous).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 
 # Aliases without spaces (the test nodes' SrcN / TgtN).
 SHOWN = re.compile(r"([\d,]+) sat \S+ → \S+?(?: in (\d+) payments)?, fee")
@@ -32,10 +34,16 @@ def lines_of(item: tuple[int, int], ledger: Sequence[LedgerRow]) -> list[int]:
         tuple(msat // 1000 for msat in rows[i : i + count])
         for rows in by_pair.values()
         for i in range(len(rows) - count + 1)
-        if sum(rows[i : i + count]) // 1000 == total
+        if sum(rows[i : i + count]) // 1000 == total and _doubling(rows[i : i + count])
     }
     assert len(found) == 1, f"{total:,} sat in {count} payments matches {sorted(found)}"
     return list(found.pop())
+
+
+def _doubling(amounts: Sequence[int]) -> bool:
+    # Rapid rebalancing doubles the amount at each step: a run's payments only grow, so a
+    # window across two runs (the end of one, the start of the next) is not a run.
+    return all(later > earlier for earlier, later in pairwise(amounts))
 
 
 def announced_lines(texts: Sequence[str], ledger: Sequence[LedgerRow]) -> list[int]:
