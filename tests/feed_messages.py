@@ -24,8 +24,8 @@ def shown(text: str) -> list[tuple[int, int]]:
     return [(int(a.replace(",", "")), int(n or 1)) for a, n in SHOWN.findall(text)]
 
 
-def lines_of(item: tuple[int, int], ledger: Sequence[LedgerRow]) -> list[int]:
-    """The amounts (sat) of the ledger rows one shown rebalance folds; fails if not exactly one."""
+def candidates(item: tuple[int, int], ledger: Sequence[LedgerRow]) -> list[tuple[int, ...]]:
+    """The runs of ledger rows (amounts in sat) one shown rebalance can fold; at least one."""
     total, count = item
     by_pair: dict[tuple[str, str], list[int]] = {}
     for _ts, source, target, amount_msat, _fees in ledger:
@@ -36,8 +36,8 @@ def lines_of(item: tuple[int, int], ledger: Sequence[LedgerRow]) -> list[int]:
         for i in range(len(rows) - count + 1)
         if sum(rows[i : i + count]) // 1000 == total and _doubling(rows[i : i + count])
     }
-    assert len(found) == 1, f"{total:,} sat in {count} payments matches {sorted(found)}"
-    return list(found.pop())
+    assert found, f"{total:,} sat in {count} payments matches no run of ledger rows"
+    return sorted(found)
 
 
 def _doubling(amounts: Sequence[int]) -> bool:
@@ -47,5 +47,17 @@ def _doubling(amounts: Sequence[int]) -> bool:
 
 
 def announced_lines(texts: Sequence[str], ledger: Sequence[LedgerRow]) -> list[int]:
-    """The amount of every ledger row the messages announce, once per time announced."""
-    return [amount for text in texts for item in shown(text) for amount in lines_of(item, ledger)]
+    """The amount of every ledger row the messages announce, once per time announced.
+
+    Two runs can sum alike (a run of a killed daemon's orphan beside the next daemon's run
+    on the same pair): a shown rebalance takes a candidate none announced before, if any.
+    """
+    said: set[int] = set()
+    lines: list[int] = []
+    for text in texts:
+        for item in shown(text):
+            options = candidates(item, ledger)
+            chosen = next((o for o in options if not said & set(o)), options[0])
+            said |= set(chosen)
+            lines += chosen
+    return lines

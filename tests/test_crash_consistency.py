@@ -27,7 +27,7 @@ import pytest
 from sim.lndg import FakeLndg, channel_row
 from sim.telegram import Call, FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
-from tests.feed_messages import LedgerRow, announced_lines
+from tests.feed_messages import LedgerRow, announced_lines, shown
 
 pytestmark = [pytest.mark.crash, pytest.mark.subprocess]
 
@@ -134,13 +134,18 @@ def delivered(calls: list[Call], ledger: list[LedgerRow]) -> list[tuple[float, l
 
     A run's payments are one rebalance in the chat; each is taken back to its ledger rows.
     """
+    sent = [
+        (call.time, str(call.params.get("text", "")))
+        for call in calls
+        if call.method == "sendMessage" and call.ok
+    ]
+    sent = [(at, text) for at, text in sent if text.startswith("✅") and "→" in text]
+    lines = announced_lines([text for _, text in sent], ledger)
     found = []
-    for call in calls:
-        if call.method != "sendMessage" or not call.ok:
-            continue
-        text = str(call.params.get("text", ""))
-        if text.startswith("✅") and "→" in text:
-            found.append((call.time, announced_lines([text], ledger)))
+    for at, text in sent:
+        count = sum(payments for _, payments in shown(text))
+        found.append((at, lines[:count]))
+        lines = lines[count:]
     return found
 
 
