@@ -32,6 +32,7 @@ from core.events import (
     AlertRaised,
     DaemonStarted,
     DaemonStopping,
+    Digest,
     Notice,
     RebalanceLanded,
     ReportReady,
@@ -74,13 +75,14 @@ def notice_text(
     """The chat message for one feed batch; None when it says nothing (dust, nothing left)."""
     first = notices[0]
     match first:
-        case RebalanceLanded():
+        case RebalanceLanded():  # NOTIFY_MIN_SATS on each run's total
             shown = [
-                n.rebalance
-                for n in notices
-                if isinstance(n, RebalanceLanded) and n.rebalance.line.amount_sat >= min_sats
+                n for n in notices if isinstance(n, RebalanceLanded) and n.amount_sat >= min_sats
             ]
             return render.rebalances(shown) if shown else None
+        case Digest(start, end, landed):
+            kept = [r for r in landed if r.amount_sat >= min_sats]
+            return render.digest(start, end, kept, zone) if kept else None
         case AlertRaised(_, message):
             return render.alert(message)
         case AlertCleared(_, message):

@@ -13,7 +13,8 @@ from html import escape, unescape
 from core import fmt
 from core.channel_card import ChannelCard
 from core.control import FAR_SECONDS, Status
-from core.events import DaemonStarted, DaemonStopping, Mode
+from core.events import DaemonStarted, DaemonStopping, Mode, RebalanceLanded
+from core.fold import PairTotal, grand_total, pair_totals
 from core.models import Channel, Pair, Rebalance, chan_id_to_short_id
 from core.pnl import ChannelMoney, ChannelRuns, Pnl
 from core.report_figures import RunStats, signed_fee
@@ -101,14 +102,56 @@ def rebalance_line(rebalance: Rebalance) -> str:
     )
 
 
-def rebalances(rows: Sequence[Rebalance]) -> str:
-    """One message for one or many new ledger rows."""
-    if len(rows) == 1:
-        return f"✅ Rebalanced {rebalance_line(rows[0])}"
-    total = sum(r.line.amount_sat for r in rows)
-    fees = sum(r.line.fee_sat for r in rows)
-    head = f"✅ <b>{len(rows)} rebalances</b>, {fmt.sats(total)}, fee {fmt.fee(fees)}"
-    return fit("\n".join([head, *(f"• {rebalance_line(r)}" for r in rows)]))
+def landed_line(rebalance: RebalanceLanded) -> str:
+    """One run's payments as one line: `132,000 sat A → B in 2 payments, fee 35 sat (265 ppm)`."""
+    first = rebalance.first
+    count = len(rebalance.payments)
+    return (
+        f"{fmt.sats(rebalance.amount_sat)} {name(first.from_alias, first.line.from_channel)} → "
+        f"{name(first.to_alias, first.line.to_channel)}"
+        f"{f' in {count} payments' if count > 1 else ''}, fee {fmt.fee(rebalance.fee_sat)} "
+        f"({fmt.ppm(rebalance.ppm)})"
+    )
+
+
+def rebalances(landed: Sequence[RebalanceLanded]) -> str:
+    """One message for one or many rebalances (each the payments of one run)."""
+    if len(landed) == 1:
+        return f"✅ Rebalanced {landed_line(landed[0])}"
+    total = sum(r.amount_sat for r in landed)
+    fees = sum(r.fee_sat for r in landed)
+    head = f"✅ <b>{len(landed)} rebalances</b>, {fmt.sats(total)}, fee {fmt.fee(fees)}"
+    return fit("\n".join([head, *(f"• {landed_line(r)}" for r in landed)]))
+
+
+def _payments(count: int) -> str:
+    return f"{count} payment{'' if count == 1 else 's'}"
+
+
+def _pair_total(total: PairTotal) -> str:
+    return (
+        f"{fmt.sats(total.amount_sat)} in {_payments(total.payments)}, "
+        f"fee {fmt.fee(total.fee_sat)} ({fmt.ppm(total.ppm)})"
+    )
+
+
+def digest(start: float, end: float, landed: Sequence[RebalanceLanded], zone: dt.tzinfo) -> str:
+    """NOTIFY_DIGEST_MINUTES: the window's rebalances, one line per pair, the total first."""
+    pairs = pair_totals(landed)
+    first, last = dt.datetime.fromtimestamp(start, zone), dt.datetime.fromtimestamp(end, zone)
+    span = f"{first:%Y-%m-%d %H:%M}–{last:%H:%M}"
+    if last.date() != first.date() and last.time() != dt.time(0):
+        span = f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M}"
+    lines = [
+        f"🧾 <b>Rebalances {span}</b>",
+        f"<b>Total</b>: {_pair_total(grand_total(pairs))}",
+    ]
+    lines += [
+        f"• {name(p.from_alias, p.from_channel)} → {name(p.to_alias, p.to_channel)}: "
+        f"{_pair_total(p)}"
+        for p in pairs
+    ]
+    return fit("\n".join(lines))
 
 
 def alert(message: str) -> str:

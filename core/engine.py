@@ -550,6 +550,12 @@ class Engine:
         )
 
     def _record(self, active: ActiveRun, result: RunResult) -> None:
+        # The run's last stat lines become ledger rows before the run is recorded, so the
+        # feed, which folds a run's rows once its record exists, finds them all.
+        try:
+            self.poll_ledger()
+        except Exception as exc:  # the lines stay in the CSV; the ledger job reads them
+            log.error("ledger not read at the end of run %s: %s", active.pair.log_line(), exc)
         try:
             self.store.record_run(result)
         except sqlite3.Error as exc:  # the outcome still reaches the log and the planner
@@ -577,6 +583,13 @@ class Engine:
                 self._start_faults, self._start_retry_at = 0, 0.0
             self.clear(START_ALERT, "runs start again")
         self.events.emit(RunFinished(active.pair, active.worker, result))
+
+    def running(self) -> list[tuple[str, str, float]]:
+        """The runs going on now: (source, target, started at), for the feed to wait on."""
+        return [
+            (a.pair.source.chan_id, a.pair.target.chan_id, a.started_at)
+            for a in self.status.active.values()
+        ]
 
     # --- ledger -------------------------------------------------------------------------
 

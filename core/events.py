@@ -66,13 +66,22 @@ class Mode:
 
     dry_run: bool
     paused_until: float | None = None
+    # The demo: the node and regolancer are loopback stand-ins, so nothing is ever LIVE.
+    simulated: bool = False
 
     def paused(self, now: float) -> bool:
         return self.paused_until is not None and self.paused_until > now
 
     def headline(self, now: float) -> str:
         """The mode in a word or two, as the log and the start-up message say it."""
-        return ("DRY RUN" if self.dry_run else "LIVE") + (", PAUSED" if self.paused(now) else "")
+        words = ["SIMULATION"] if self.simulated else []
+        if self.dry_run:
+            words.append("DRY RUN")
+        elif not self.simulated:
+            words.append("LIVE")
+        if self.paused(now):
+            words.append("PAUSED")
+        return ", ".join(words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +107,42 @@ class ReportReady:
 
 @dataclass(frozen=True, slots=True)
 class RebalanceLanded:
-    """One ledger row, as the feed hands it to the face (`RebalancesRecorded` in a batch)."""
+    """One rebalance as the operator hears of it: the payments of one run, folded.
 
-    rebalance: Rebalance
+    Rapid rebalancing pays several times on one route, one stat line each; they are one
+    rebalance. A line no run of ours explains (another regolancer, a line from before this
+    daemon) is a rebalance of one payment.
+    """
+
+    payments: tuple[Rebalance, ...]
+
+    @property
+    def first(self) -> Rebalance:
+        return self.payments[0]
+
+    @property
+    def amount_sat(self) -> int:
+        return sum(p.line.amount_msat for p in self.payments) // 1000
+
+    @property
+    def fee_sat(self) -> float:
+        return sum(p.line.fees_msat for p in self.payments) / 1000
+
+    @property
+    def ppm(self) -> int:
+        """Total fees over total amount, as one payment's ppm is."""
+        amount = sum(p.line.amount_msat for p in self.payments)
+        fees = sum(p.line.fees_msat for p in self.payments)
+        return fees * 1_000_000 // amount if amount > 0 else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """NOTIFY_DIGEST_MINUTES: the rebalances of the window [start, end) (Unix times)."""
+
+    start: float
+    end: float
+    rebalances: tuple[RebalanceLanded, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +155,7 @@ class Text:
 # What the operator hears of, in the feed's order.
 Notice = (
     RebalanceLanded
+    | Digest
     | AlertRaised
     | AlertCleared
     | ReportReady

@@ -6,6 +6,12 @@ store's outbox; rebalance rows are written in the same transaction as their ledg
 (`StateStore.record_stat_lines`), so none is lost or repeated. `FeedPump` hands pending rows,
 decoded back into notices, to one `Sink`: the chat (bot/outbox.py) or the log (headless).
 
+Rebalances are folded: the stat lines of one run (rapid rebalancing pays several times on
+one route) are one notice, sent once the run has ended and been recorded, so its rows wait
+in the outbox while their run goes on and survive a restart there. Lines no recorded run
+explains (another regolancer, a run cut by a crash) go one notice each. With
+NOTIFY_DIGEST_MINUTES they wait further, for one digest per window.
+
 A row is marked sent only after the sink accepted it, so an outage delays it and a restart
 resends what was not accepted; only a hard kill between the sink's answer and the mark can
 repeat one (the one in flight). A mark the state database refuses (locked past busy_timeout,
@@ -21,7 +27,7 @@ import datetime as dt
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +36,7 @@ from core.events import (
     AlertRaised,
     DaemonStarted,
     DaemonStopping,
+    Digest,
     Event,
     Mode,
     Notice,
@@ -38,12 +45,19 @@ from core.events import (
     Text,
 )
 from core.fmt import fee, ppm, sats
+from core.fold import grand_total, pair_totals, window_start
+from core.models import Rebalance
 from core.state import OutboxMessage, StateStore
 
 log = logging.getLogger("core.feed")
 
-# Rebalance rows that arrive together leave together, up to this many in one notice batch.
+# Rebalances that arrive together leave together, up to this many in one notice batch.
 BATCH_REBALANCES = 30
+# Pending rows looked at per flush (rows of runs still going included).
+PENDING_PAGE = 500
+
+# A run going on now: (source chan_id, target chan_id, started at, Unix time).
+ActiveRun = tuple[str, str, float]
 
 
 class DeliveryHeld(Exception):
@@ -91,7 +105,15 @@ class Episodes:
 
 def _mode(payload: dict[str, Any]) -> Mode:
     until = payload.get("paused_until")
-    return Mode(bool(payload["dry_run"]), None if until is None else float(until))
+    simulated = bool(payload.get("simulated", False))
+    return Mode(bool(payload["dry_run"]), None if until is None else float(until), simulated)
+
+
+def _mode_payload(mode: Mode) -> dict[str, Any]:
+    payload: dict[str, Any] = {"dry_run": mode.dry_run, "paused_until": mode.paused_until}
+    if mode.simulated:
+        payload["simulated"] = True
+    return payload
 
 
 class Feed:
@@ -117,8 +139,8 @@ class Feed:
 
 def _encode(notice: Notice) -> tuple[str, dict[str, Any]]:
     match notice:
-        case RebalanceLanded(rebalance):
-            return "rebalance", {"ledger_id": rebalance.id}
+        case RebalanceLanded() | Digest():  # rows written with their ledger rows
+            raise ValueError("rebalances are queued by StateStore.record_stat_lines")
         case AlertRaised(key, message):
             return "alert", {"key": key, "message": message}
         case AlertCleared(key, message):
@@ -128,13 +150,12 @@ def _encode(notice: Notice) -> tuple[str, dict[str, Any]]:
             return "report", {"day": day.isoformat(), "summary": summary, "chart": png}
         case DaemonStarted(mode, sleep_seconds, workers):
             return "started", {
-                "dry_run": mode.dry_run,
-                "paused_until": mode.paused_until,
+                **_mode_payload(mode),
                 "sleep_seconds": sleep_seconds,
                 "workers": workers,
             }
         case DaemonStopping(mode):
-            return "stopping", {"dry_run": mode.dry_run, "paused_until": mode.paused_until}
+            return "stopping", _mode_payload(mode)
         case Text(text):
             return "text", {"text": text}
 
@@ -146,7 +167,7 @@ def decode(row: OutboxMessage, store: StateStore) -> Notice | None:
         match row.kind:
             case "rebalance":
                 rebalance = store.rebalance(int(payload["ledger_id"]))
-                return None if rebalance is None else RebalanceLanded(rebalance)
+                return None if rebalance is None else RebalanceLanded((rebalance,))
             case "alert":
                 return AlertRaised(str(payload["key"]), str(payload["message"]))
             case "recovered":
@@ -172,13 +193,41 @@ def decode(row: OutboxMessage, store: StateStore) -> Notice | None:
 # --- delivering -------------------------------------------------------------------------
 
 
-class FeedPump:
-    """Hands pending notices to one sink, in order, and marks them delivered."""
+@dataclass
+class _Batch:
+    """Rebalances leaving together: their rows, grouped by run (or alone), in order."""
 
-    def __init__(self, store: StateStore, sink: Sink, episodes: Episodes | None = None) -> None:
+    ids: list[int] = field(default_factory=list)
+    runs: dict[tuple[str, int], list[Rebalance]] = field(default_factory=dict)
+    oldest: float = float("inf")  # the earliest row's created_at
+
+
+Delivery = tuple[list[int], list[Notice]]
+
+
+class FeedPump:
+    """Hands pending notices to one sink, in order, and marks them delivered.
+
+    `running` says which runs are going on (the engine's); their rows wait for the run's
+    end. `digest_minutes` > 0 holds rebalances for one `Digest` per window instead.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        sink: Sink,
+        episodes: Episodes | None = None,
+        *,
+        running: Callable[[], Collection[ActiveRun]] = tuple,
+        digest_minutes: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.sink = sink
         self.episodes = episodes or Episodes()
+        self.running = running
+        self.digest_minutes = digest_minutes
+        self.clock = clock
         self._hold_until = 0.0
         # One flush at a time: the farewell flush at shutdown can meet the feed job's, and two
         # flushes reading the same pending rows would both deliver them.
@@ -187,7 +236,7 @@ class FeedPump:
         self._unmarked: list[int] = []
 
     async def flush(self) -> int:
-        """Deliver what is pending; returns how many rows were delivered (or dropped)."""
+        """Deliver what is due; returns how many rows were delivered (or dropped)."""
         async with self._lock:
             return await self._flush()
 
@@ -198,10 +247,8 @@ class FeedPump:
             return 0
         done = 0
         unmarked = set(self._unmarked)
-        pending = [m for m in self.store.pending_messages(limit=200) if m.id not in unmarked]
-        for batch in _batches(pending):
-            ids = [m.id for m in batch]
-            notices = [n for n in (decode(m, self.store) for m in batch) if n is not None]
+        pending = self.store.pending_messages(limit=PENDING_PAGE)
+        for ids, notices in self._deliveries([m for m in pending if m.id not in unmarked]):
             if notices:
                 try:
                     await self.sink.deliver(notices)
@@ -212,6 +259,61 @@ class FeedPump:
             if not self._mark(ids):
                 return done
         return done
+
+    def _deliveries(self, pending: Sequence[OutboxMessage]) -> list[Delivery]:
+        """What is due, in order: other notices one each, rebalances folded into batches.
+
+        A run's rows join the batch of its first row; rows of a run still going, and in
+        digest mode rows of the window still open, stay pending.
+        """
+        now = self.clock()
+        cutoff = window_start(now, self.digest_minutes) if self.digest_minutes else None
+        running = self.running()
+        out: list[_Batch | Delivery] = []
+        homes: dict[tuple[str, int], _Batch] = {}
+        current: _Batch | None = None
+        for message in pending:
+            if message.kind != "rebalance":
+                notice = decode(message, self.store)
+                out.append(([message.id], [] if notice is None else [notice]))
+                if cutoff is None:  # a digest is one message wherever its rows are
+                    current = None
+                continue
+            landed = decode(message, self.store)
+            if not isinstance(landed, RebalanceLanded):
+                out.append(([message.id], []))  # its ledger row is gone: nothing to say
+                continue
+            rebalance = landed.first
+            if _going_on(rebalance, running):
+                continue  # said when its run ends, with the run's other payments
+            if cutoff is not None and message.created_at >= cutoff:
+                continue  # the window is still open: the next digest
+            key = self._run_of(rebalance, message.id)
+            batch = homes.get(key)
+            if batch is None:
+                if current is None or (cutoff is None and len(current.runs) >= BATCH_REBALANCES):
+                    current = _Batch()
+                    out.append(current)
+                batch = homes[key] = current
+                batch.runs[key] = []
+            batch.ids.append(message.id)
+            batch.runs[key].append(rebalance)
+            batch.oldest = min(batch.oldest, message.created_at)
+        return [self._notices(item, cutoff) if isinstance(item, _Batch) else item for item in out]
+
+    def _run_of(self, rebalance: Rebalance, row_id: int) -> tuple[str, int]:
+        """The recorded run that paid this row; a row no run explains stands alone."""
+        line = rebalance.line
+        run_id = self.store.run_covering(line.from_channel, line.to_channel, line.timestamp)
+        return ("line", row_id) if run_id is None else ("run", run_id)
+
+    def _notices(self, batch: _Batch, cutoff: float | None) -> Delivery:
+        landed = [RebalanceLanded(tuple(rows)) for rows in batch.runs.values()]
+        if cutoff is None:
+            return batch.ids, list(landed)
+        length = self.digest_minutes * 60
+        start = min(window_start(batch.oldest, self.digest_minutes), cutoff - length)
+        return batch.ids, [Digest(start, cutoff, tuple(landed))]
 
     def _mark(self, ids: list[int]) -> bool:
         """Mark rows sent, with any the database refused before; False while it refuses."""
@@ -235,48 +337,70 @@ class FeedPump:
         return True
 
 
-def _batches(pending: Sequence[OutboxMessage]) -> Iterator[list[OutboxMessage]]:
-    """Runs of rebalance rows become one batch; every other row stands alone."""
-    run: list[OutboxMessage] = []
-    for message in pending:
-        if message.kind == "rebalance" and len(run) < BATCH_REBALANCES:
-            run.append(message)
-            continue
-        if run:
-            yield run
-            run = []
-        if message.kind == "rebalance":
-            run.append(message)
-        else:
-            yield [message]
-    if run:
-        yield run
+def _going_on(rebalance: Rebalance, running: Collection[ActiveRun]) -> bool:
+    """Whether a run going on now, on this row's pair, started before its payment."""
+    line = rebalance.line
+    return any(
+        source == line.from_channel and target == line.to_channel and line.timestamp >= int(start)
+        for source, target, start in running
+    )
+
+
+def describe(rebalance: RebalanceLanded) -> str:
+    """One rebalance for the log: `132,000 sat Src -> Tgt in 2 payments, fee 35 sat (265 ppm)`."""
+    first = rebalance.first
+    payments = len(rebalance.payments)
+    return (
+        f"{sats(rebalance.amount_sat)} {first.from_alias or first.line.from_channel} -> "
+        f"{first.to_alias or first.line.to_channel}"
+        f"{f' in {payments} payments' if payments > 1 else ''}, "
+        f"fee {fee(rebalance.fee_sat)} ({ppm(rebalance.ppm)})"
+    )
 
 
 class LogSink:
     """Headless delivery: what the chat would show goes to the log.
 
     Alerts and the daemon's start and stop are logged where they happen; the log gets the
-    rebalances and the reports (whose PNG is already next to the CSV).
+    rebalances (folded per run, or the digest) and the reports (whose PNG is already next to
+    the CSV).
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(self, logger: logging.Logger | None = None, zone: dt.tzinfo = dt.UTC) -> None:
         self.logger = logger or logging.getLogger("core.daemon")
+        self.zone = zone
 
     async def deliver(self, notices: Sequence[Notice]) -> None:
         for notice in notices:
             if isinstance(notice, RebalanceLanded):
-                rebalance = notice.rebalance
-                line = rebalance.line
-                self.logger.info(
-                    "rebalanced %s %s -> %s, fee %s (%s)",
-                    sats(line.amount_sat),
-                    rebalance.from_alias or line.from_channel,
-                    rebalance.to_alias or line.to_channel,
-                    fee(line.fee_sat),
-                    ppm(line.ppm),
-                )
+                self.logger.info("rebalanced %s", describe(notice))
+            elif isinstance(notice, Digest):
+                self._digest(notice)
             elif isinstance(notice, ReportReady):
                 self.logger.info("daily report: %s", " | ".join(notice.summary.splitlines()))
             elif isinstance(notice, Text):
                 self.logger.info("%s", notice.text)
+
+    def _digest(self, digest: Digest) -> None:
+        pairs = pair_totals(digest.rebalances)
+        if not pairs:
+            return
+        total = grand_total(pairs)
+        parts = [
+            f"{sats(p.amount_sat)} {p.from_alias or p.from_channel} -> "
+            f"{p.to_alias or p.to_channel} in {_payments(p.payments)}, "
+            f"fee {fee(p.fee_sat)} ({ppm(p.ppm)})"
+            for p in pairs
+        ]
+        parts.append(
+            f"total {sats(total.amount_sat)} in {_payments(total.payments)}, "
+            f"fee {fee(total.fee_sat)} ({ppm(total.ppm)})"
+        )
+        start, end = (dt.datetime.fromtimestamp(t, self.zone) for t in (digest.start, digest.end))
+        self.logger.info(
+            "rebalances %s-%s: %s", f"{start:%H:%M}", f"{end:%H:%M}", " | ".join(parts)
+        )
+
+
+def _payments(count: int) -> str:
+    return f"{count} payment{'' if count == 1 else 's'}"

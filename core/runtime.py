@@ -10,6 +10,7 @@ the feed holds what the chat should hear until it answers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -22,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from core.control import Control, Schedule
 from core.daemon import STOP_GRACE_SECONDS, Services, open_services
 from core.engine import Engine
-from core.events import DaemonStarted, DaemonStopping, ReportReady
+from core.events import DaemonStarted, DaemonStopping, Mode, ReportReady
 from core.feed import Episodes, Feed, FeedPump, LogSink, Sink
 from core.metrics import DaemonCollector, daemon_registry
 from core.metrics_server import MetricsServer
@@ -172,9 +173,13 @@ class Cycles:
 class Runtime:
     """Runs one daemon until SIGTERM or SIGINT; returns its exit code."""
 
-    def __init__(self, settings: Settings, face: Face | None = None) -> None:
+    def __init__(
+        self, settings: Settings, face: Face | None = None, *, simulated: bool = False
+    ) -> None:
         self.settings = settings
         self.face = face
+        # The demo: its start and stop say SIMULATION, never LIVE.
+        self.simulated = simulated
         self._stopping = asyncio.Event()
         self._code = 0
         self._manual: set[asyncio.Task[object]] = set()
@@ -208,8 +213,14 @@ class Runtime:
         engine, settings, face = services.engine, self.settings, self.face
         feed = Feed(engine.store)
         engine.events.subscribe(feed.listen)
-        sink: Sink = face.sink if face is not None else LogSink(log)
-        pump = FeedPump(engine.store, sink, face.episodes if face is not None else None)
+        sink: Sink = face.sink if face is not None else LogSink(log, settings.zone)
+        pump = FeedPump(
+            engine.store,
+            sink,
+            face.episodes if face is not None else None,
+            running=engine.running,
+            digest_minutes=settings.notify_digest_minutes,
+        )
         reports = DailyReports(services.reporter, engine, report_to(feed))
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
 
@@ -224,7 +235,7 @@ class Runtime:
         _every(scheduler, "feed", FEED_FLUSH_SECONDS, _guarded("feed", pump.flush), first=0.5)
         _every(scheduler, "report", REPORT_CHECK_SECONDS, _guarded("report", reports.tick), 5)
         services.reporter.begin(dt.datetime.now(dt.UTC))
-        mode = control.mode()
+        mode = self._mode(control)
         engine.events.emit(DaemonStarted(mode, settings.sleep_seconds, settings.max_workers))
         scheduler.start()
         log.info(
@@ -247,7 +258,7 @@ class Runtime:
         await stop_services(services)
         cycling.cancel()  # the cycle has ended; this ends the sleep after it
         await asyncio.gather(cycling, return_exceptions=True)
-        engine.events.emit(DaemonStopping(control.mode()))
+        engine.events.emit(DaemonStopping(self._mode(control)))
         try:
             await asyncio.wait_for(pump.flush(), FAREWELL_SECONDS)
         except TimeoutError:
@@ -257,6 +268,9 @@ class Runtime:
         if face is not None:
             await face.stop()
         scheduler.shutdown(wait=False)
+
+    def _mode(self, control: Control) -> Mode:
+        return dataclasses.replace(control.mode(), simulated=self.simulated)
 
     def _start_manual(self, engine: Engine) -> Callable[[], asyncio.Task[object]]:
         def start() -> asyncio.Task[object]:

@@ -127,6 +127,7 @@ class Settings(BaseSettings):
 
     # Chat and report
     notify_min_sats: int = Field(default=0, ge=0)
+    notify_digest_minutes: int = Field(default=0, ge=0, le=1440)
     report_time: dt.time = dt.time(0, 5)
     timezone: str = "UTC"
     log_level: str = "INFO"

@@ -74,6 +74,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 log = logging.getLogger(__name__)
 
+# Longer than any run (RUN_TIMEOUT_SECONDS is at most a day, plus the stop grace).
+RUN_HORIZON_SECONDS = 2 * 86_400
+
 
 class StateError(Exception):
     """The state database cannot be used; the message says what to do."""
@@ -372,6 +375,20 @@ class StateStore:
             RunResult(s, t, start, end, code, Outcome(outcome), line)
             for s, t, start, end, code, outcome, line in rows
         ]
+
+    def run_covering(self, source: str, target: str, ts: int) -> int | None:
+        """The id of the recorded run of (source, target) that was going at `ts`, if any.
+
+        `ts` is a stat line's timestamp (whole seconds, regolancer's clock on this host): the
+        payment happened in [ts, ts + 1), so the run started before ts + 1 and ended after ts.
+        A run lasts at most RUN_TIMEOUT_SECONDS (a day at most): older runs are not looked at.
+        """
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE started_at >= ? AND started_at < ? AND ended_at >= ? "
+            "AND source = ? AND target = ? ORDER BY id DESC LIMIT 1",
+            (ts - RUN_HORIZON_SECONDS, ts + 1, ts, source, target),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def outcome_counts(self, since: float = 0, until: float = float("inf")) -> dict[Outcome, int]:
         rows = self._db.execute(

@@ -269,7 +269,7 @@ async def run_demo(files: DemoFiles, *, seconds: int | None = None, seed: int = 
 
 async def _run_daemon(settings: Settings, sim: Simulation, seconds: int | None) -> int:
     if settings.headless:
-        daemon = asyncio.create_task(Runtime(settings).run())
+        daemon = asyncio.create_task(Runtime(settings, simulated=True).run())
     else:
         from bot.app import TelegramFace  # only Telegram mode loads telegram
 
@@ -280,7 +280,9 @@ async def _run_daemon(settings: Settings, sim: Simulation, seconds: int | None) 
                     "demo</code>: a simulated node, a stand-in regolancer."
                 )
             )
-        daemon = asyncio.create_task(Runtime(settings, TelegramFace(settings)).run())
+        daemon = asyncio.create_task(
+            Runtime(settings, TelegramFace(settings), simulated=True).run()
+        )
     simulation = asyncio.create_task(simulate(sim))
     simulation.add_done_callback(lambda task: _on_simulation_end(task, daemon))
     loop = asyncio.get_running_loop()

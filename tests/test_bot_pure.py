@@ -20,7 +20,7 @@ from bot.arguments import (
 )
 from bot.auth import is_authorised
 from core.control import Status
-from core.events import Mode
+from core.events import Mode, RebalanceLanded
 from core.models import Outcome, Rebalance, StatLine
 from core.pairing import build_pairs
 from core.state import Totals
@@ -62,7 +62,7 @@ def rebalance(amount_sat: int, fee_msat: int, src: str = "<b>Evil</b>", tgt: str
 
 
 def test_rebalance_message_escapes_aliases_and_names_unknown_channels_by_id() -> None:
-    text = render.rebalances([rebalance(50_000, 12_500)])
+    text = render.rebalances([RebalanceLanded((rebalance(50_000, 12_500),))])
     assert text == (
         "✅ Rebalanced 50,000 sat &lt;b&gt;Evil&lt;/b&gt; → <code>2</code>, fee 12.5 sat (250 ppm)"
     )
@@ -70,7 +70,7 @@ def test_rebalance_message_escapes_aliases_and_names_unknown_channels_by_id() ->
 
 def test_many_rebalances_are_one_message_within_the_limit() -> None:
     rows = [rebalance(1000 + i, 0, "A" * 60, "B" * 60) for i in range(200)]
-    text = render.rebalances(rows)
+    text = render.rebalances([RebalanceLanded((r,)) for r in rows])
     assert len(text) <= render.MAX_MESSAGE
     assert text.startswith("✅ <b>200 rebalances</b>, 219,900 sat, fee 0 sat")
     assert text.endswith("… (cut)")

@@ -27,6 +27,7 @@ import pytest
 from sim.lndg import FakeLndg, channel_row
 from sim.telegram import Call, FakeTelegram
 from tests.daemon_process import Daemon, Node, wait_until
+from tests.feed_messages import LedgerRow, announced_lines, shown
 
 pytestmark = [pytest.mark.crash, pytest.mark.subprocess]
 
@@ -35,7 +36,6 @@ TOKEN = "123456:crash-consistency-token"
 HARD_KILLS = 22
 GRACEFUL_EVERY = 6  # every sixth life ends with SIGTERM instead of SIGKILL
 EARLY_KILL_EVERY = 7  # every seventh hard kill lands during start-up
-_AMOUNT = re.compile(r"([\d,]+) sat \S+ → ")
 
 
 def channels() -> list[dict[str, Any]]:
@@ -129,15 +129,23 @@ class Flapper:
                     self.telegram.rate_limit_next(1, retry_after=1, method="sendMessage")
 
 
-def delivered(calls: list[Call]) -> list[tuple[float, list[int]]]:
-    """(time, amounts in sat) of every rebalance message Telegram accepted, in order."""
+def delivered(calls: list[Call], ledger: list[LedgerRow]) -> list[tuple[float, list[int]]]:
+    """(time, amounts in sat of the lines it announces) of every rebalance message, in order.
+
+    A run's payments are one rebalance in the chat; each is taken back to its ledger rows.
+    """
+    sent = [
+        (call.time, str(call.params.get("text", "")))
+        for call in calls
+        if call.method == "sendMessage" and call.ok
+    ]
+    sent = [(at, text) for at, text in sent if text.startswith("✅") and "→" in text]
+    lines = announced_lines([text for _, text in sent], ledger)
     found = []
-    for call in calls:
-        if call.method != "sendMessage" or not call.ok:
-            continue
-        text = str(call.params.get("text", ""))
-        if text.startswith("✅") and "→" in text:
-            found.append((call.time, [int(a.replace(",", "")) for a in _AMOUNT.findall(text)]))
+    for at, text in sent:
+        count = sum(payments for _, payments in shown(text))
+        found.append((at, lines[:count]))
+        lines = lines[count:]
     return found
 
 
@@ -255,7 +263,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_the_message_in
     assert len(set(ledger_amounts)) == len(ledger_amounts), "unique_amounts failed"
 
     # 2. Every line's message was delivered.
-    messages = delivered(telegram.calls)
+    messages = delivered(telegram.calls, csv_lines)
     times_shown = Counter(amount for _, amounts in messages for amount in amounts)
     assert set(times_shown) == set(ledger_amounts)
 

@@ -85,6 +85,9 @@ def test_demo_runs_the_daemon_live_and_reports(tmp_path: Path) -> None:
     assert code == 0, out[-3000:]
     assert out.startswith("=" * 78 + "\n  " + BANNER)
     assert "cycle start (live)" in out
+    # The demo's runs are real for the daemon, but nothing is LIVE: the start says so.
+    assert "started headless (SIMULATION), cycle every 5s" in out
+    assert "(LIVE" not in out
     # LNDg's week before the demo is served, and the daemon learns from it at its first cycle
     seeded = re.search(r"LNDg's rebalancer made (\d+) attempts in the past week, (\d+) paid", out)
     learned = re.search(r"learned from (\d+) past attempts \((\d+) routes that worked\)", out)
@@ -153,6 +156,9 @@ def test_demo_with_a_token_drives_the_chat_labelled_as_a_simulation(tmp_path: Pa
         try:
             first = telegram.wait_for_message(CHAT, timeout=30)
             assert BANNER in first["text"]
+            start = telegram.wait_for_message(CHAT, text="started", timeout=30)
+            assert "orchestrator started: SIMULATION\n" in start["text"], start["text"]
+            assert "LIVE" not in start["text"]
             telegram.wait_for_message(CHAT, text="✅", timeout=30)
             demo.proc.send_signal(signal.SIGINT)
             code = demo.proc.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 from collections.abc import Iterator
@@ -276,3 +277,23 @@ def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> Non
     assert csv_lines[1].startswith("2026-11-24,2,1,50.00")  # the Berlin run rewrote the row
     assert len(csv_lines) == 2
     assert (node.data / "daily-report.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_cut_short_after_two_rapid_rebalances_is_one_line_in_the_log(node: Node) -> None:
+    # 44,000 sat (fee 10) then 88,000 sat (fee 20), then regolancer's deadline (exit 2):
+    # 132,000 sat, fee 30 sat, 30 / 132,000 = 227.3 ppm.
+    node.set_scenario(
+        {"outcome": "rebalance_timeout", "steps": 2, "amount_sat": 44_000, "fee_sat": 10}
+    )
+    with running(node) as daemon:
+        out = daemon.wait_for_log(r"rebalanced 132,000 sat \S+ -> \S+ in 2 payments")
+        code, _ = daemon.stop()
+    assert code == 0
+    assert re.search(
+        r"rebalanced 132,000 sat Src\d -> Tgt\d in 2 payments, fee 30 sat \(227 ppm\)", out
+    )
+    # Each line once: a run stopped at shutdown after one step is a line of one payment.
+    shown = re.findall(
+        r"rebalanced [\d,]+ sat \S+ -> \S+?(?: in (\d) payments)?, fee", daemon.output
+    )
+    assert sum(int(n or 1) for n in shown) == len(node.ledger()) == len(node.stat_lines())

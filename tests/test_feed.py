@@ -63,7 +63,7 @@ async def test_every_kind_of_notice_comes_back_as_it_went_in_and_in_order(
         assert await pump.flush() == 0  # nothing twice
     assert sink.batches == [
         [started],
-        [RebalanceLanded(r) for r in landed],  # rows that landed together leave together
+        [RebalanceLanded((r,)) for r in landed],  # rows that landed together leave together
         [report],
         [AlertRaised("lndg", "LNDg: down")],
         [AlertCleared("lndg", "back")],
