@@ -154,6 +154,19 @@ class Settings(BaseSettings):
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @field_validator("telegram_allowed_user_ids", mode="before")
+    @classmethod
+    def _user_ids(cls, value: Any) -> Any:
+        # Name the item: "abc" in a list of ten ids is otherwise hard to find.
+        value = _split_list(value)
+        for item in value if isinstance(value, list) else ():
+            if isinstance(item, str) and not item.lstrip("-").isdecimal():
+                raise ValueError(
+                    f"{item!r} is not a Telegram user id; give numeric ids separated by commas, "
+                    "e.g. 12345678,87654321 (@userinfobot tells yours)"
+                )
+        return value
+
     @field_validator("lndg_base_url", "telegram_api_base_url")
     @classmethod
     def _http_url(cls, value: str, info: ValidationInfo) -> str:

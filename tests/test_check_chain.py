@@ -220,6 +220,6 @@ def test_unparsable_allowed_user_ids_stop_check_with_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        "configuration error: TELEGRAM_ALLOWED_USER_IDS: Input should be a valid integer, "
-        "unable to parse string as an integer\n"
+        "configuration error: TELEGRAM_ALLOWED_USER_IDS: '@operator' is not a Telegram user id; "
+        "give numeric ids separated by commas, e.g. 12345678,87654321 (@userinfobot tells yours)\n"
     )
