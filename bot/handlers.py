@@ -58,6 +58,18 @@ CONFIRM_SECONDS = 600.0
 _COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?")
 
 
+def page_buttons(kind: str, page: int, total: int) -> InlineKeyboardMarkup | None:
+    """◀ prev / next ▶ under page `page` of `total` of a paged list (`kind:N` callbacks)."""
+    if total <= 1:
+        return None
+    row = []
+    if page > 0:
+        row.append(InlineKeyboardButton("◀ prev", callback_data=f"{kind}:{page - 1}"))
+    if page < total - 1:
+        row.append(InlineKeyboardButton("next ▶", callback_data=f"{kind}:{page + 1}"))
+    return InlineKeyboardMarkup([row])
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A question waiting for its Confirm button: what, with which checked argument, who, when."""
@@ -213,15 +225,7 @@ class Commands:
 
     @staticmethod
     def _page_buttons(page: int, count: int) -> InlineKeyboardMarkup | None:
-        total = render.pages(count)
-        if total <= 1:
-            return None
-        row = []
-        if page > 0:
-            row.append(InlineKeyboardButton("◀ prev", callback_data=f"pairs:{page - 1}"))
-        if page < total - 1:
-            row.append(InlineKeyboardButton("next ▶", callback_data=f"pairs:{page + 1}"))
-        return InlineKeyboardMarkup([row])
+        return page_buttons("pairs", page, render.pages(count))
 
     async def pairs(self, update: Update, context: Context) -> None:
         fetched = await self._fetch_pairs(update)
@@ -400,15 +404,7 @@ class Commands:
 
     @staticmethod
     def _pnl_buttons(found: Pnl, page: int) -> InlineKeyboardMarkup | None:
-        total = render.pnl_pages(len(found.channels))
-        if total <= 1:
-            return None
-        row = []
-        if page > 0:
-            row.append(InlineKeyboardButton("◀ prev", callback_data=f"pnl:{page - 1}"))
-        if page < total - 1:
-            row.append(InlineKeyboardButton("next ▶", callback_data=f"pnl:{page + 1}"))
-        return InlineKeyboardMarkup([row])
+        return page_buttons("pnl", page, render.pnl_pages(len(found.channels)))
 
     async def pnl_page(self, update: Update, context: Context) -> None:
         query = update.callback_query

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from core.models import Outcome, Rebalance, RunResult
-from core.node_records import PAYMENT_SUCCEEDED, Forward, LndgRebalance, Payment, as_utc
+from core.node_records import Forward, LndgRebalance, Payment, as_utc
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
     ChannelNet,
     DayMoney,
     RunStats,
     Share,
+    authorship,
     day_bounds,
-    match_ledger,
     run_stats,
     zone_name,
 )
@@ -143,34 +143,16 @@ def channel_money(
             one.routed_msat += forward.amt_out_msat
             one.earned_msat += _msat(forward.fee_sat)
             one.alias = one.alias or forward.chan_out_alias
-    lndg_hashes = {
-        r.payment_hash for r in lndg_rebalances if r.succeeded and r.payment_hash is not None
-    }
-    rebalances = sorted(
-        (p for p in payments if p.status == PAYMENT_SUCCEEDED and p.rebal_chan is not None),
-        key=lambda p: (p.creation_date, p.payment_hash),
-    )
-    matchable = [p for p in rebalances if p.payment_hash not in lndg_hashes]
-    rows = sorted(ledger, key=lambda r: r.id)
-    matched = match_ledger(rows, matchable, match_window_seconds)
-    ours = {matchable[i].payment_hash for i in matched.values()}
-    for payment in rebalances:
+    paid = authorship(payments, lndg_rebalances, ledger, match_window_seconds)
+    for payment in paid.rebalances:
         if not start <= payment.creation_date < end:
             continue
         assert payment.rebal_chan is not None
-        tool = (
-            "lndg"
-            if payment.payment_hash in lndg_hashes
-            else "daemon"
-            if payment.payment_hash in ours
-            else "other"
-        )
         share = Share(1, _msat(payment.value), _msat(payment.fee))
-        one = sums[payment.rebal_chan]
-        one.by_tool[tool] += share
+        sums[payment.rebal_chan].by_tool[paid.tool(payment)] += share
     first, last = start.timestamp(), end.timestamp()
-    for index, row in enumerate(rows):
-        if index not in matched and first <= row.line.timestamp < last:
+    for row in paid.unmatched:
+        if first <= row.line.timestamp < last:
             one = sums[row.line.to_channel]
             one.by_tool["daemon"] += Share(1, row.line.amount_msat, row.line.fees_msat)
             one.alias = one.alias or row.to_alias

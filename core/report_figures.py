@@ -344,6 +344,50 @@ def match_ledger(
     return matched
 
 
+@dataclass(frozen=True, slots=True)
+class Authorship:
+    """Who paid the node's rebalances: the rules of the module doc, applied once.
+
+    `rebalances`: the succeeded payments with a `rebal_chan`, in time order. A hash in `lndg`
+    was paid by LNDg's rebalancer, one in `daemon` matched a stat line of ours; the rest are
+    other tools'. `unmatched`: our ledger rows (in id order) no payment matched.
+    """
+
+    rebalances: list[Payment]
+    lndg: frozenset[str | None]
+    daemon: frozenset[str | None]
+    unmatched: list[Rebalance]
+
+    def tool(self, payment: Payment) -> str:
+        """ "lndg", "daemon" or "other"."""
+        if payment.payment_hash in self.lndg:
+            return "lndg"
+        return "daemon" if payment.payment_hash in self.daemon else "other"
+
+
+def authorship(
+    payments: Iterable[Payment],
+    lndg_rebalances: Iterable[LndgRebalance],
+    ledger_rows: Iterable[Rebalance],
+    match_window_seconds: float = DEFAULT_MATCH_WINDOW_SECONDS,
+) -> Authorship:
+    """Attribute every rebalance payment to LNDg, this daemon or another tool."""
+    lndg_hashes = frozenset(
+        r.payment_hash for r in lndg_rebalances if r.succeeded and r.payment_hash is not None
+    )
+    rebalances = sorted(
+        (p for p in payments if p.status == PAYMENT_SUCCEEDED and p.rebal_chan is not None),
+        key=lambda p: (p.creation_date, p.payment_hash),
+    )
+    # LNDg's hash is proof of authorship: those payments never match a stat line.
+    matchable = [p for p in rebalances if p.payment_hash not in lndg_hashes]
+    rows = sorted(ledger_rows, key=lambda r: r.id)
+    matched = match_ledger(rows, matchable, match_window_seconds)
+    daemon = frozenset(matchable[i].payment_hash for i in matched.values())
+    unmatched = [row for index, row in enumerate(rows) if index not in matched]
+    return Authorship(rebalances, lndg_hashes, daemon, unmatched)
+
+
 def run_stats(runs: Iterable[RunResult]) -> RunStats:
     outcomes = Counter(run.outcome for run in runs)
     dry, stopped = outcomes.pop(Outcome.DRY_RUN, 0), outcomes.pop(Outcome.STOPPED, 0)
@@ -371,35 +415,21 @@ def compute_day(
     """
     start, end = day_bounds(day, zone)
     start_ts, end_ts = start.timestamp(), end.timestamp()
-    lndg_hashes = {
-        r.payment_hash for r in lndg_rebalances if r.succeeded and r.payment_hash is not None
-    }
-    rebalances = sorted(
-        (p for p in payments if p.status == PAYMENT_SUCCEEDED and p.rebal_chan is not None),
-        key=lambda p: (p.creation_date, p.payment_hash),
-    )
-    # LNDg's hash is proof of authorship: those payments never match a stat line.
-    matchable = [p for p in rebalances if p.payment_hash not in lndg_hashes]
-    rows = sorted(ledger_rows, key=lambda r: r.id)
-    matched = match_ledger(rows, matchable, match_window_seconds)
-    daemon_payments = {matchable[i].payment_hash for i in matched.values()}
-
-    def in_day(moment: datetime) -> bool:
-        return start <= moment < end
-
+    paid = authorship(payments, lndg_rebalances, ledger_rows, match_window_seconds)
     node = lndg = daemon = unmatched = Share()
-    for payment in rebalances:
-        if not in_day(payment.creation_date):
+    for payment in paid.rebalances:
+        if not start <= payment.creation_date < end:
             continue
         amount_msat, fee_msat = _payment_msat(payment)
         one = Share(1, amount_msat, fee_msat)
         node += one
-        if payment.payment_hash in lndg_hashes:
+        tool = paid.tool(payment)
+        if tool == "lndg":
             lndg += one
-        elif payment.payment_hash in daemon_payments:
+        elif tool == "daemon":
             daemon += one
-    for index, row in enumerate(rows):
-        if index not in matched and start_ts <= row.line.timestamp < end_ts:
+    for row in paid.unmatched:
+        if start_ts <= row.line.timestamp < end_ts:
             unmatched += Share(1, row.line.amount_msat, row.line.fees_msat)
     other = node - lndg - daemon
     day_runs = [run for run in runs if start_ts <= run.started_at < end_ts]
