@@ -49,16 +49,21 @@ from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
 from core.history import Observation, from_lndg_failures, from_payments
 from core.models import Channel, Outcome, Pair, RunResult
-from core.node_records import Forward, LndgRebalance, Payment
-from core.pairing import build_pairs, make_pair
+from core.node_records import ArSettings, Forward, LndgRebalance, Payment
+from core.pairing import make_pair
 from core.planner import Planner, PlannerConfig, PolicySwitches
+from core.regolancer_config import load_template
 from core.runtime import Cycles
 from core.settings import load_settings
+from core.spend_guard import SpendGuard
+from core.spending import template_cap_ppm
 from core.state import StateStore
 from sim.model import Node, RouteModel
 from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
+from sim.routing import Demand, Request, lost_msat, route
 
+TEMPLATE = load_template(Path(__file__).resolve().parents[1] / "config.template.json")
 RAPID_STEP_SECONDS = 8.0
 ROUTING_STEP_SECONDS = 60.0
 TARGET_QUALITY = (0.5, 1.0)
@@ -92,6 +97,13 @@ class SimConfig:
     routing_share_per_day: float = 0.02  # of the node's capacity forwarded per day
     sources_per_run: int = 1
     history_attempts: int = 10  # LNDg's attempts per auto-rebalanced channel in the past week
+    # Route success: the share of a pair's odds that comes from its two channels' qualities
+    # (1: per channel, what the planner's per-channel records learn; 0: drawn per pair).
+    route_channel_share: float = 1.0
+    # The daemon's spending rules (core.spend_guard): its FEE_POLICY=lndg caps and amounts,
+    # and EARNINGS_BUDGET_RATIO over EARNINGS_WINDOW_DAYS (0: off, the default).
+    earnings_budget_ratio: float = 0.0
+    earnings_window_days: int = 7
     # Earnings (bench.target_order): how unevenly routing demand leaves by the channels
     # (log-normal sigma of a per-channel weight; 0: evenly, the model of the figures above),
     # the days of forwards LNDg already holds at the start, and whether the planner serves
@@ -115,6 +127,7 @@ class Meter:
     runs: int = 0
     wasted: int = 0
     time_by: dict[str, float] = field(default_factory=dict)  # worker-seconds by how runs ended
+    futile: list[tuple[float, float]] = field(default_factory=list)  # (end, s) moved nothing
 
     def advance(self, now: float) -> None:
         span = now - self.at
@@ -151,6 +164,7 @@ class SimNode(Node):
             hard_target_share=config.hard_target_share,
             dead_pair_share=config.dead_pair_share,
             busy_share=config.htlc_busy_share,
+            channel_share=config.route_channel_share,
         )
         super().__init__(channels, routes, config.seed)
         self.config = config
@@ -166,30 +180,43 @@ class SimNode(Node):
         self.plain = [c.chan_id for c in channels if not c.auto_rebalance]
         self.auto = [c.chan_id for c in channels if c.auto_rebalance]
         self._routing = random.Random(config.seed + 1)
-        # What the node earns and pays (its own draws: the figures above stay as they were).
+        # What the node earns and pays: each channel's own fee rate (as LNDg lists it), and
+        # the demo's routing demand (`sim.routing`), uneven by `demand_sigma`.
         econ = random.Random(f"{config.seed}:earnings")
-        self.fee_ppm = {
-            c.chan_id: econ.randrange(300, 1200, 10)
-            if c.auto_rebalance
-            else econ.randrange(0, 150, 5)
-            for c in channels
-        }
+        self.fee_ppm = {c.chan_id: c.local_fee_rate for c in channels}
         sigma = config.demand_sigma
         self.demand = {c.chan_id: econ.lognormvariate(0, sigma) if sigma else 1.0 for c in channels}
+        self._requests = Demand(channels, config.seed, "bench", self.demand)
         self.revenue_msat = 0
         self.lost_msat = 0  # fees of forwards that failed for want of outbound liquidity
         self.fees_paid_sat = 0  # rebalancing fees
         self.forwards: list[Forward] = []
+        self.payments: list[Payment] = []  # rebalances, as LNDg's /api/payments/ lists them
+        self.lost_log: list[tuple[float, int]] = []  # (when, msat lost)
+        self.paid_log: list[tuple[float, int, str]] = []  # (when, fee sat, target)
+        self._carry = 0.0  # demand volume not yet drawn
         if config.forward_history_days:
-            self._plant_forwards(econ, config.forward_history_days)
+            self._plant_forwards(config.forward_history_days)
 
     # --- the node's truth ---------------------------------------------------------------
 
     def rebalance(self, source: str, target: str, amount: int, now: float, meter: Meter) -> None:
         """A run paid `amount`: the sats move, and count for the figures."""
         need = self.need(target)
-        self.move(source, target, amount)
-        self.fees_paid_sat += self.fee_sat(source, target, amount)
+        fee = self.fee_sat(source, target, amount)
+        self.move(source, target, amount, fee)
+        self.fees_paid_sat += fee
+        self.paid_log.append((now, fee, target))
+        self.payments.append(
+            Payment(
+                payment_hash=f"{len(self.payments) + 1:064x}",
+                creation_date=dt.datetime.fromtimestamp(EPOCH + now, dt.UTC),
+                value=amount,
+                fee=fee,
+                chan_out=source,
+                rebal_chan=target,
+            )
+        )
         self.moves.append((now, amount, min(amount, need)))
         meter.change(now, available=self.available_work(now))
         if target in self._unreached and self.in_band(target):
@@ -203,49 +230,56 @@ class SimNode(Node):
         return len(self._unreached)
 
     def forward(self, seconds: float, now: float = 0.0) -> None:
-        """Routing between two steps: payments come in on one channel and leave on another.
+        """Routing between two steps: the demo's demand (`sim.routing`), as much as the node's
+        `routing_share_per_day` of its capacity over `seconds`.
 
-        Mostly in through a channel without auto-rebalance and out through one with it (why
-        the operator turned it on), so targets drain again and sources fill up. A forward
-        earns the outgoing channel's fee rate; one that finds too little outbound liquidity
-        there fails, and its fee is lost.
+        A forward earns the outgoing channel's fee rate; one that finds too little outbound
+        liquidity there fails, and its fee is lost.
         """
-        rng = self._routing
-        for incoming, outgoing, amount in self._demand(rng, seconds):
-            fee_msat = amount * self.fee_ppm[outgoing] // 1000
-            if self.local[outgoing] < amount:
-                self.lost_msat += fee_msat
+        for request in self._draw(self._requests, seconds):
+            lost = lost_msat(self, request)
+            if lost:
+                self.lost_msat += lost
+                self.lost_log.append((now, lost))
                 continue
-            if self.remote(incoming) < amount:
-                continue  # the sender's side of the route is short: no fault of ours
-            self.move(outgoing, incoming, amount)
-            self._record_forward(incoming, outgoing, amount, fee_msat, EPOCH + now)
+            forwarded = route(self, request)
+            if forwarded is not None:
+                self._record_forward(
+                    request.chan_in,
+                    request.chan_out,
+                    request.amount_sat,
+                    forwarded.fee_msat,
+                    EPOCH + now,
+                )
 
-    def _demand(self, rng: random.Random, seconds: float) -> Iterator[tuple[str, str, int]]:
-        """The forwards the network asks for over `seconds`: (in, out, sats)."""
+    def _draw(self, demand: Demand, seconds: float) -> Iterator[Request]:
+        """Requests from `demand` until they add up to the volume of `seconds`."""
         total = sum(c.capacity for c in self.channels.values())
-        budget = int(total * self.config.routing_share_per_day * seconds / 86_400)
-        plain, auto, everyone = self.plain, self.auto, list(self.channels)
-        weighted = self.config.demand_sigma > 0
-        while budget > 0:
-            amount = min(rng.choice((20_000, 50_000, 100_000, 250_000)), budget)
-            budget -= amount
-            incoming = rng.choice(plain if rng.random() < 0.8 and plain else everyone)
-            pool = auto if rng.random() < 0.8 and auto else everyone
-            if weighted:
-                outgoing = rng.choices(pool, weights=[self.demand[c] for c in pool])[0]
-            else:
-                outgoing = rng.choice(pool)
-            if incoming != outgoing:
-                yield incoming, outgoing, amount
+        budget = total * self.config.routing_share_per_day * seconds / 86_400
+        self._carry += budget
+        while self._carry > 0:
+            request = demand.next()
+            if request is None:
+                return
+            self._carry -= request.amount_sat
+            yield request
 
-    def _plant_forwards(self, rng: random.Random, days: float) -> None:
-        """The forwards LNDg recorded in the `days` before the start, from the same demand."""
-        for incoming, outgoing, amount in self._demand(rng, days * 86_400):
+    def _plant_forwards(self, days: float) -> None:
+        """The forwards LNDg recorded in the `days` before the start, from the same demand
+        (as if every one found its outbound: nothing moves)."""
+        rng = random.Random(f"{self.config.seed}:planted")
+        demand = Demand(list(self.channels.values()), self.config.seed, "history", self.demand)
+        for request in self._draw(demand, days * 86_400):
             at = EPOCH - rng.uniform(0, days * 86_400)
+            rate = self.fee_ppm[request.chan_out]
             self._record_forward(
-                incoming, outgoing, amount, amount * self.fee_ppm[outgoing] // 1000, at
+                request.chan_in,
+                request.chan_out,
+                request.amount_sat,
+                request.amount_sat * rate // 1000,
+                at,
             )
+        self._carry = 0.0
         self.forwards.sort(key=lambda f: f.forward_date)
 
     def _record_forward(
@@ -341,6 +375,33 @@ class SimNode(Node):
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
         await asyncio.sleep(0.2)
         return self.snapshot(self.synced, asyncio.get_running_loop().time())
+
+
+class SimReads:
+    """What the daemon's SpendGuard reads from LNDg (`core.spend_guard.SpendingReads`), from
+    the simulated node: LNDg's default AR settings, its forwards and rebalance payments, and
+    no attempts of LNDg's own in flight."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+
+    async def fetch_settings(self) -> ArSettings:
+        return ArSettings()
+
+    async def fetch_forwards(
+        self, since: dt.datetime, until: dt.datetime | None = None
+    ) -> list[Forward]:
+        return [
+            f
+            for f in self.node.forwards
+            if f.forward_date >= since and (until is None or f.forward_date <= until)
+        ]
+
+    async def fetch_payments(self, start: dt.datetime, end: dt.datetime) -> list[Payment]:
+        return [p for p in self.node.payments if start <= p.creation_date <= end]
+
+    async def fetch_open_rebalances(self) -> list[LndgRebalance]:
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +535,7 @@ class SimRunner:
         self.meter = meter
         self.config = node.config
         self.seed = seed
+        self.template = TEMPLATE
         self._attempts: dict[tuple[str, ...], int] = {}
 
     def _luck(self, target: str, sources: Sequence[str]) -> random.Random:
@@ -497,6 +559,8 @@ class SimRunner:
             self.meter.change(loop.time(), busy=-1)
         spent = self.meter.time_by.get(outcome.value, 0.0) + loop.time() - started
         self.meter.time_by[outcome.value] = spent
+        if outcome is not Outcome.SUCCESS:
+            self.meter.futile.append((loop.time(), loop.time() - started))
         return RunResult(
             pair.source.chan_id,
             pair.target.chan_id,
@@ -512,11 +576,18 @@ class SimRunner:
         self.meter.runs += 1
         target = pair.target.chan_id
         candidates = [pair.source, *(pair.extra if isinstance(pair, MultiPair) else ())]
+        wanted = pair.amount or config.amount
         amounts: dict[str, int] = {}
+        caps: dict[str, int] = {}
         for candidate in candidates:
-            amount = node.amount(candidate.chan_id, target, pair.pfrom, pair.pto, config.amount)
+            amount = node.amount(candidate.chan_id, target, pair.pfrom, pair.pto, wanted)
             if amount is not None:
                 amounts[candidate.chan_id] = amount
+                caps[candidate.chan_id] = (
+                    pair.fee_limit_ppm
+                    if pair.fee_limit_ppm is not None
+                    else template_cap_ppm(self.template, candidate, pair.target)
+                )
         sources = list(amounts)
         if not sources:
             await asyncio.sleep(config.check_seconds)
@@ -528,7 +599,9 @@ class SimRunner:
         rng.shuffle(sources)
         spent = 0.0
         for source in sources:
-            if node.finds_route(source, target, rng, started):
+            # A route dearer than the run's cap is no route for it (regolancer looks in vain).
+            found = node.finds_route(source, target, rng, started)
+            if found and node.within(source, target, caps[source]):
                 success = self._duration(rng, config.success_median_seconds, 0.7, 10.0)
                 if spent + success >= config.timeout_seconds:
                     break
@@ -593,6 +666,29 @@ class SideResult:
     revenue_sat: float = 0.0  # routing fees earned over the horizon
     lost_sat: float = 0.0  # fees of forwards that failed for want of outbound liquidity
     fees_paid_sat: int = 0  # rebalancing fees
+    # Over time, for figures at any hour: (seconds from start, msat or sat or seconds).
+    revenue_log: list[tuple[float, int]] = field(repr=False, default_factory=list)  # msat
+    lost_log: list[tuple[float, int]] = field(repr=False, default_factory=list)  # msat
+    paid_log: list[tuple[float, int, str]] = field(repr=False, default_factory=list)  # sat
+    futile: list[tuple[float, float]] = field(repr=False, default_factory=list)  # (end, s)
+    over_budget: list[str] = field(default_factory=list)  # channels: cost > revenue, window
+
+    def revenue_until(self, seconds: float) -> float:
+        return sum(m for at, m in self.revenue_log if at <= seconds) / 1000
+
+    def lost_until(self, seconds: float) -> float:
+        return sum(m for at, m in self.lost_log if at <= seconds) / 1000
+
+    def fees_until(self, seconds: float) -> int:
+        return sum(fee for at, fee, _ in self.paid_log if at <= seconds)
+
+    def net_until(self, seconds: float) -> float:
+        """Routing revenue minus rebalancing fees, from the start until `seconds`."""
+        return self.revenue_until(seconds) - self.fees_until(seconds)
+
+    def futile_hours_until(self, seconds: float) -> float:
+        """Worker-hours spent on runs that moved nothing and ended by `seconds`."""
+        return sum(spent for end, spent in self.futile if end <= seconds) / 3600
 
     @property
     def needed(self) -> int:
@@ -660,6 +756,8 @@ async def run_daemon(
         data_dir=data_dir,
         max_workers=config.workers,
         sleep_seconds=config.sleep_seconds,
+        earnings_budget_ratio=config.earnings_budget_ratio,
+        earnings_window_days=config.earnings_window_days,
     )
     policy = planner or PlannerConfig.from_settings(settings)
     parts = switches or PolicySwitches()
@@ -682,6 +780,7 @@ async def run_daemon(
         clock=loop.wall,
         planner=chosen,
         history=node.history if config.history_attempts else None,
+        guard=SpendGuard(settings, store, SimReads(node), TEMPLATE, clock=loop.wall),
     )
 
     cycles = Cycles(engine, clock=loop.wall)  # the daemon's own cycle loop, on virtual time
@@ -692,29 +791,6 @@ async def run_daemon(
     finally:
         store.close()
     return _result("daemon", node, meter, end)
-
-
-async def run_baseline(config: SimConfig) -> SideResult:
-    """The original tool's scheduling on the same simulated node."""
-    node = SimNode(node_channels(config.channels, config.seed), config)
-    meter = Meter(config.workers, available=node.available_work(0.0))
-    runner = SimRunner(node, meter, config.seed)
-
-    async def original() -> None:
-        while True:
-            pairs = iter(build_pairs(await node.fetch()))  # the cross product, every cycle
-            workers = (_work_through(pairs, runner, n) for n in range(1, config.workers + 1))
-            await asyncio.gather(*workers)
-            await asyncio.sleep(config.sleep_seconds)  # after the whole cycle
-
-    end = await _drive(node, meter, asyncio.create_task(original()), config.horizon_hours * 3600)
-    return _result("baseline", node, meter, end)
-
-
-async def _work_through(pairs: Iterator[Pair], runner: SimRunner, worker: int) -> None:
-    """One of the original tool's workers: the next pair of the cycle, whatever it shares."""
-    for pair in pairs:
-        await runner.run(pair, worker)
 
 
 def _result(name: str, node: SimNode, meter: Meter, end: float) -> SideResult:
@@ -736,7 +812,32 @@ def _result(name: str, node: SimNode, meter: Meter, end: float) -> SideResult:
         revenue_sat=node.revenue_msat / 1000,
         lost_sat=node.lost_msat / 1000,
         fees_paid_sat=node.fees_paid_sat,
+        revenue_log=[
+            (f.forward_date.timestamp() - EPOCH, round(f.fee_sat * 1000))
+            for f in node.forwards
+            if f.forward_date.timestamp() >= EPOCH
+        ],
+        lost_log=list(node.lost_log),
+        paid_log=list(node.paid_log),
+        futile=list(meter.futile),
+        over_budget=over_budget(node, end),
     )
+
+
+def over_budget(node: SimNode, end: float) -> list[str]:
+    """Channels whose rebalancing fees exceed their routing revenue over the earnings window
+    that ends at `end` (the forwards LNDg held before the start included)."""
+    since = EPOCH + end - node.config.earnings_window_days * 86_400
+    earned: dict[str, int] = {}
+    for forward in node.forwards:
+        if forward.forward_date.timestamp() >= since:
+            out = forward.chan_id_out
+            earned[out] = earned.get(out, 0) + round(forward.fee_sat * 1000)
+    spent: dict[str, int] = {}
+    for at, fee, target in node.paid_log:
+        if EPOCH + at >= since:
+            spent[target] = spent.get(target, 0) + fee * 1000
+    return sorted(c for c, msat in spent.items() if msat > earned.get(c, 0))
 
 
 @dataclass
@@ -837,7 +938,9 @@ def simulate(
                 )
                 daemons.append(_virtual(daemon))
             if baseline:
-                baselines.append(_virtual(run_baseline(seeded)))
+                from bench.baselines import run_early  # it builds on this module
+
+                baselines.append(_virtual(run_early(seeded)))
     finally:
         logging.disable(previous)
     return Comparison(config, daemons, baselines)

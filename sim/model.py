@@ -8,6 +8,14 @@ The node: its channels as the daemon parses them from LNDg, their live local bal
 how well each channel's peer routes (its quality, drawn once from the seed). A run of a pair
 finds a route with the product of its two channels' qualities; a share of pairs may have no
 usable route at all, and a channel with many HTLCs in flight fails more often.
+`RouteModel.channel_share` sets how much of a pair's odds is that product of per-channel
+qualities (1, the structure the planner's per-channel records learn) and how much a draw of
+the pair's own from the same distribution (0: every pair on its own).
+
+Route fees: a route into a target costs at least the target peer's fee into us
+(`remote_fee_rate`, the last hop) plus the hops before it, drawn once per pair (log-normal,
+median `ROUTE_PPM_MEDIAN`): some pairs cost more than a run's fee cap, and such a run finds no
+route within its limit.
 
 A run (regolancer's contract, `contracts/regolancer.md`): regolancer reads the live balances
 at start. If the source no longer passes `pfrom`, the target no longer passes `pto`, or the
@@ -29,7 +37,9 @@ MIN_AMOUNT = 10_000  # min_amount in the simulated regolancer's config
 BUSY_HTLCS = 25  # HTLCs in flight on a busy channel (above the planner's default limit of 10)
 BUSY_PERIOD_SECONDS = 600.0  # which channels are busy changes this often
 BUSY_PENALTY = 0.3  # a busy channel's runs find a route this much as often
-FEE_PPM = (20, 900)  # a pair's route fee rate, drawn once per pair
+ROUTE_PPM_MEDIAN = 150  # the hops before the last of a pair's route (ppm), drawn per pair
+ROUTE_PPM_SIGMA = 0.8
+ROUTE_PPM_MAX = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,7 @@ class RouteModel:
     hard_target_quality: tuple[float, float] = (0.1, 0.3)
     dead_pair_share: float = 0.0  # pairs with no usable route at all
     busy_share: float = 0.0  # channels with many HTLCs in flight at any time
+    channel_share: float = 1.0  # of a pair's odds from its channels' qualities (rest: its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +163,22 @@ class Node:
         """How likely one run of the pair finds and pays a route at `now` (0: a dead pair)."""
         key = (source, target)
         if key not in self._pairs:
-            draw = random.Random(f"{self.seed}:{source}:{target}").random()
-            dead = draw < self.routes.dead_pair_share
-            self._pairs[key] = 0.0 if dead else self.quality[source] * self.quality[target]
+            rng = random.Random(f"{self.seed}:{source}:{target}")
+            dead = rng.random() < self.routes.dead_pair_share
+            share = self.routes.channel_share
+            channels = self.quality[source] * self.quality[target]
+            own = self._own_odds(rng, target) if share < 1 else 0.0
+            self._pairs[key] = 0.0 if dead else share * channels + (1 - share) * own
         busy = self.busy(source, now) or self.busy(target, now)
         return self._pairs[key] * (BUSY_PENALTY if busy else 1.0)
+
+    def _own_odds(self, rng: random.Random, target: str) -> float:
+        """A pair's own odds, drawn as the channels' qualities are (hard targets included)."""
+        routes = self.routes
+        source_q = rng.uniform(*routes.source_quality)
+        hard = self.channels[target].auto_rebalance and rng.random() < routes.hard_target_share
+        span = routes.hard_target_quality if hard else routes.target_quality
+        return source_q * rng.uniform(*span)
 
     def busy(self, chan_id: str, now: float) -> bool:
         """Whether the channel has many HTLCs in flight at `now` (drawn per period)."""
@@ -173,14 +195,23 @@ class Node:
         """One try of the pair's routes: True with the pair's odds."""
         return rng.random() < self.odds(source, target, now)
 
-    def fee_sat(self, source: str, target: str, amount: int) -> int:
-        """The routing fee for paying `amount` from source to target (a rate per pair)."""
+    def route_ppm(self, source: str, target: str) -> int:
+        """What the pair's route costs (ppm): the target peer's fee into us plus the rest."""
         key = (source, target)
         if key not in self._fees:
-            self._fees[key] = random.Random(f"{self.seed}:fee:{source}:{target}").randrange(
-                *FEE_PPM
-            )
-        return max(1, amount * self._fees[key] // 1_000_000)
+            rng = random.Random(f"{self.seed}:fee:{source}:{target}")
+            rest = ROUTE_PPM_MEDIAN * rng.lognormvariate(0, ROUTE_PPM_SIGMA)
+            last = max(self.channels[target].remote_fee_rate, 0)
+            self._fees[key] = min(last + int(rest), ROUTE_PPM_MAX)
+        return self._fees[key]
+
+    def within(self, source: str, target: str, fee_limit_ppm: int | None) -> bool:
+        """Whether the pair's route fits a run's fee cap (None: no cap)."""
+        return fee_limit_ppm is None or self.route_ppm(source, target) <= fee_limit_ppm
+
+    def fee_sat(self, source: str, target: str, amount: int) -> int:
+        """The routing fee for paying `amount` from source to target (the pair's rate)."""
+        return max(1, amount * self.route_ppm(source, target) // 1_000_000)
 
     # --- regolancer -----------------------------------------------------------------------
 
@@ -217,11 +248,17 @@ class Node:
         wanted: int,
         rng: random.Random,
         now: float = 0.0,
+        fee_limit_ppm: int | None = None,
     ) -> Verdict:
-        """What one run of the pair does on the live balances; moves nothing itself."""
+        """What one run of the pair does on the live balances; moves nothing itself.
+
+        A route dearer than `fee_limit_ppm` is no route for this run.
+        """
         amount = self.amount(source, target, pfrom, pto, wanted)
         if amount is None:
             return Verdict(Outcome.NOT_QUALIFIED)
+        if not self.within(source, target, fee_limit_ppm):
+            return Verdict(Outcome.NO_ROUTE)
         if not self.finds_route(source, target, rng, now):
             return Verdict(Outcome.NO_ROUTE)
         return Verdict(Outcome.SUCCESS, amount, self.fee_sat(source, target, amount))

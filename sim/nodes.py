@@ -5,7 +5,10 @@
 - `node_rows` / `node_channels`: nodes of any size for the benchmarks. About a third of the
   channels have LNDg's auto-rebalance on (most of them depleted: targets), the rest are off
   (most of them full: sources), capacities from 1 to 10 M sat, and one channel in twenty
-  shares its peer with another (the rule never pairs those).
+  shares its peer with another (the rule never pairs those). Fees and LNDg's AR fields come
+  from a draw of their own: auto-rebalanced channels charge 300-1,200 ppm (they earn), the
+  others 0-150; peers charge us 0-300 ppm inbound; `ar_max_cost` 65 %, `ar_amt_target` 3 % of
+  capacity (LNDg's defaults).
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ def _bench_short_id(index: int) -> str:
 def node_rows(size: int, seed: int = 1, *, balanced: bool = False) -> list[dict[str, Any]]:
     """`size` channel rows in LNDg's `/api/channels/` shape; `balanced`: nothing to do."""
     rng = random.Random(seed)
+    fees = random.Random(f"{seed}:fees")
     rows: list[dict[str, Any]] = []
     pubkeys: list[str] = []
     for index in range(size):
@@ -190,6 +194,10 @@ def node_rows(size: int, seed: int = 1, *, balanced: bool = False) -> list[dict[
             auto_rebalance=auto,
             ar_out_target=out_target,
             ar_in_target=in_target,
+            local_fee_rate=fees.randrange(300, 1200, 10) if auto else fees.randrange(0, 150, 5),
+            remote_fee_rate=fees.randrange(0, 300, 5),
+            ar_max_cost=65,
+            ar_amt_target=capacity * 3 // 100,
         )
         pubkeys.append(str(row["remote_pubkey"]))
         rows.append(row)

@@ -1,12 +1,13 @@
 """Routing demand on a simulated node: payments that want to pass through it, and what they earn.
 
-A small model, deterministic from a seed, for the demo (and for a later earnings benchmark):
+A small model, deterministic from a seed, for the demo and the benchmark (`bench.simulate`):
 
 - `Demand` draws requests: a payment arrives by one channel (`chan_in`) and wants to leave by
   another, to a different peer (`chan_out`), for `amount_sat`. Auto-rebalanced channels (the
   ones that carry high fees and that operators refill) are asked `AR_OUT_WEIGHT` times as often
   as others to send; other channels are asked `SOURCE_IN_WEIGHT` times as often to receive. The
-  amount is `AMOUNT_PCT` of the out channel's capacity.
+  amount is `AMOUNT_PCT` of the out channel's capacity. `weights` (per chan_id) make demand
+  uneven: a channel with weight 3 is asked to send three times as often as with 1.
 - `route(node, request)` plays one request on a `sim.model.Node`'s live balances. It needs the
   out channel's outbound: when its local balance is below the amount (or the in channel's peer
   cannot send amount plus fee), the forward fails and its fee is lost; nothing moves and LND
@@ -20,7 +21,7 @@ Reserves and in-flight HTLCs are not modelled: a channel's outbound is its local
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.models import Channel
@@ -66,10 +67,19 @@ class Demand:
     Two streams with the same channels and `seed` (and `stream` name) draw the same requests.
     """
 
-    def __init__(self, channels: Sequence[Channel], seed: int, stream: str = "live") -> None:
+    def __init__(
+        self,
+        channels: Sequence[Channel],
+        seed: int,
+        stream: str = "live",
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
         usable = [c for c in channels if is_usable(c)]
         self._outs = usable
-        self._out_weights = [AR_OUT_WEIGHT if c.auto_rebalance else 1 for c in usable]
+        self._out_weights = [
+            (AR_OUT_WEIGHT if c.auto_rebalance else 1) * (weights or {}).get(c.chan_id, 1.0)
+            for c in usable
+        ]
         self._in_weights = [1 if c.auto_rebalance else SOURCE_IN_WEIGHT for c in usable]
         self._rng = random.Random(f"routing:{seed}:{stream}")
 
@@ -86,6 +96,14 @@ class Demand:
         into = rng.choices([c for c, _w in ins], [w for _c, w in ins])[0]
         amount = int(out.capacity * rng.uniform(*AMOUNT_PCT) / 100) // 1000 * 1000
         return Request(into.chan_id, out.chan_id, max(amount, MIN_FORWARD_SAT))
+
+
+def lost_msat(node: Node, request: Request) -> int:
+    """The fee a request loses for want of outbound in its out channel (0: it has enough)."""
+    out = node.channels.get(request.chan_out)
+    if out is None or node.local[out.chan_id] >= request.amount_sat:
+        return 0
+    return fee_msat(request.amount_sat, out.local_fee_rate)
 
 
 def route(node: Node, request: Request) -> Forwarded | None:
