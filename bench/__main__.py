@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import fetch, latency, planning, resources, simulate, target_order
+from bench import earnings, fetch, latency, planning, resources, simulate, target_order
 from bench.daemon import running_daemon
-from core.planner import PlannerConfig, PolicySwitches
 from sim.nodes import node_rows
 
 
@@ -37,116 +36,78 @@ class Verdicts:
         print(f"{text}  [target {target}: {verdict}]", flush=True)
 
 
-def run_simulations(out: Verdicts, quick: bool) -> None:
-    base = simulate.SimConfig()
-    sizes: tuple[tuple[int, tuple[int, ...]], ...]
+def earnings_plan(quick: bool) -> list[tuple[int, tuple[int, ...], float]]:
+    """(channels, seeds, route_channel_share) of each earnings comparison.
+
+    Full: fewer than 10 seeds, for compute (2 cores): one 7-day seed of the six sides takes
+    ~40 s of one core at 40 channels, ~140 s at 150 and ~8 min at 500; the per-channel route
+    setting at 150 only.
+    """
     if quick:
-        sizes = ((40, (1,)), (150, (1,)), (500, (1,)))
-        base = replace(base, horizon_hours=6.0, rate_hours=3.0)
-    else:
-        sizes = ((40, tuple(range(1, 11))), (150, tuple(range(1, 11))), (500, (1, 2, 3)))
-    out.line(
-        "== simulation: the daemon's Engine + Planner vs the original tool's scheduling "
-        "(cross product, barrier, sleep, no locks) on the same nodes, same seeds; regolancer "
-        f"modelled in-process (sim/model.py, as the demo), virtual clock; {base.workers} workers, "
-        f"SLEEP_SECONDS={base.sleep_seconds}, {base.horizon_hours:g} simulated hours per node =="
+        return [(40, (1,), 0.0), (150, (1,), 0.0), (500, (1,), 0.0)]
+    return [
+        (40, tuple(range(1, 7)), 0.0),
+        (150, (1, 2, 3, 4), 0.0),
+        (500, (1, 2), 0.0),
+        (150, (1, 2), 1.0),
+    ]
+
+
+def run_earnings(out: Verdicts, quick: bool, jobs: int) -> None:
+    base = replace(
+        simulate.SimConfig(),
+        horizon_hours=3.0 if quick else 7 * 24.0,
+        routing_share_per_day=0.1,
+        demand_sigma=1.0,
     )
-    for size, seeds in sizes:
-        result = simulate.simulate(replace(base, channels=size), seeds)
-        d, b = result.daemon, result.baseline
+    out.line(
+        "== earnings: the daemon (engine, planner, SpendGuard with FEE_POLICY=lndg) vs the "
+        "original's current scheduling (per-worker shuffled lists, 300 s cycle cap, "
+        "SLEEP_SECONDS 15), LNDg's auto-rebalancer (AR-Workers = workers, AR-WaitPeriod 30 min, "
+        "1.21x after a success, half after a failed follow-up) and the early original; same "
+        f"nodes and seeds, one process each, virtual clock; {base.workers} workers; routing "
+        f"demand {base.routing_share_per_day:.0%} of capacity a day, uneven (sigma "
+        f"{base.demand_sigma:g}); route fees per pair; {base.horizon_hours:g} simulated hours; "
+        "cold start unless said =="
+    )
+    for size, seeds, share in earnings_plan(quick):
+        config = replace(base, channels=size, route_channel_share=share)
+        figures = earnings.measure(config, seeds, jobs=jobs)
         plural = "s" if len(seeds) > 1 else ""
-        head = f"sim {size} channels ({len(seeds)} node{plural})"
-        hours = f"{result.window / 3600:g} h"
-        rate_d, rate_b = result.rate(d), result.rate(b)
-        ratio = rate_d / rate_b if rate_b else float("inf")
+        routes = "route success per pair" if share == 0 else "route success per channel"
+        head = f"earn {size} channels ({len(seeds)} node{plural}, {routes})"
+        horizon = config.horizon_hours
+        for hours in sorted({min(24.0, horizon), horizon}):
+            for text in earnings.lines(figures, head, hours):
+                out.line(text)
+        out.line(earnings.band_line(figures, head))
+        ratio, best, theirs = earnings.ratio(figures, horizon)
+        ours = figures.mean("daemon", earnings.figure_table(horizon)["net earnings"][1])
+        goal = 1.0 if size < 150 else 1.3
+        verdict = share == 0 and not quick
         out.line(
-            f"{head}: sats/h into targets below band, first {hours}: daemon {rate_d:,.0f}, "
-            f"baseline {rate_b:,.0f}, ratio {ratio:.2f}x",
-            ">= 1.5x",
-            ratio >= 1.5,
+            f"{head}: net earnings over {horizon:g} h, cold start, daemon {ours:,.0f} sat vs the "
+            f"best baseline ({earnings.LABELS[best]}) {theirs:,.0f} sat: {ratio:.2f}x",
+            f">= {goal:g}x" if verdict else None,
+            ratio >= goal,
         )
-        raw_d, raw_b = result.rate(d, overshoot=True), result.rate(b, overshoot=True)
-        out.line(
-            f"{head}: sats/h moved incl. overshoot, first {hours}: daemon {raw_d:,.0f}, "
-            f"baseline {raw_b:,.0f}, ratio {raw_d / raw_b if raw_b else float('inf'):.2f}x"
-        )
-        out.line(
-            f"{head}: share of the targets' initial deficit ({result.deficit:,.0f} sats per "
-            f"node) delivered in the first {hours}: daemon {result.delivered(d):.0%}, baseline "
-            f"{result.delivered(b):.0%}"
-        )
-        out.line(
-            f"{head}: time until the targets were within their band: daemon {result.band(d)}; "
-            f"baseline {result.band(b)}"
-        )
-        wasted_d, wasted_b = result.wasted(d), result.wasted(b)
-        out.line(
-            f"{head}: attempts wasted (moved nothing): daemon {wasted_d:,} of "
-            f"{result.runs(d):,} runs, baseline {wasted_b:,} of {result.runs(b):,} runs",
-            "fewer",
-            wasted_d < wasted_b,
-        )
-        if not quick:
-            bound = simulate.simulate(
-                replace(base, channels=size), seeds, baseline=False, oracle=True
-            )
-            rate_o = bound.rate(bound.daemon)
-            out.line(
-                f"{head}: upper bound, the same daemon told every route's true success rate "
-                f"(no real planner can be): {rate_o:,.0f} sats/h, ratio "
-                f"{rate_o / rate_b if rate_b else float('inf'):.2f}x, deficit delivered "
-                f"{bound.delivered(bound.daemon):.0%}"
-            )
-        util_d, util_b = result.utilisation(d), result.utilisation(b)
-        out.line(
-            f"{head}: worker utilisation while disjoint useful pairs existed: daemon "
-            f"{util_d:.1%}, baseline {util_b:.1%}",
-            ">= 90 %",
-            util_d >= 0.9,
-        )
-    if not quick:
-        _policy_figures(out, replace(base, channels=150), (1, 2, 3, 4, 5))
-        small = replace(base, channels=40)
-        strict = simulate.simulate(
-            small, sizes[0][1], baseline=False, planner=PlannerConfig(retry_when_idle=False)
+        lost_best, lost_theirs = earnings.best_lost(figures, horizon)
+        lost_ours = figures.mean(
+            "daemon", earnings.figure_table(horizon)["revenue lost to depleted channels"][1]
         )
         out.line(
-            f"sim 40 channels ({len(sizes[0][1])} nodes), daemon without idle retries (strict "
-            f"cool-downs): worker utilisation {strict.utilisation(strict.daemon):.1%}, wasted "
-            f"{strict.wasted(strict.daemon):,}, sats/h {strict.rate(strict.daemon):,.0f}"
+            f"{head}: revenue lost over {horizon:g} h, daemon {lost_ours:,.0f} sat vs the best "
+            f"baseline ({earnings.LABELS[lost_best]}) {lost_theirs:,.0f} sat",
+            "no worse than the best baseline" if verdict else None,
+            lost_ours <= lost_theirs,
         )
-
-
-def _policy_figures(out: Verdicts, config: simulate.SimConfig, seeds: tuple[int, ...]) -> None:
-    """What the parts of the policy are worth, and whether multi-source runs help."""
-    full = simulate.simulate(config, seeds, baseline=False)
-    reference = full.rate(full.daemon)
-    plain = PolicySwitches(
-        prefer_proven=False, rank_sources=False, demote_targets=False, follow_plan=False
-    )
-    strict = PlannerConfig(retry_when_idle=False)
-    variants: dict[str, tuple[simulate.SimConfig, PlannerConfig | None, PolicySwitches | None]] = {
-        "without learning (pair backoff, most surplus first only)": (config, None, plain),
-        "without source records": (config, None, PolicySwitches(rank_sources=False)),
-        "without demoting failing targets": (config, None, PolicySwitches(demote_targets=False)),
-        "without idle retries (strict cool-downs)": (config, strict, None),
-        "cold start (no LNDg history)": (replace(config, history_attempts=0), None, None),
-        "multi-source runs (2 sources per run)": (replace(config, sources_per_run=2), None, None),
-    }
-    head = f"sim {config.channels} channels ({len(seeds)} nodes), daemon"
-    out.line(
-        f"{head} as shipped: {reference:,.0f} sats/h into targets, first {full.window / 3600:g} h"
-    )
-    for name, (variant, knobs, switches) in variants.items():
-        result = simulate.simulate(variant, seeds, baseline=False, planner=knobs, switches=switches)
-        rate = result.rate(result.daemon)
-        verdict = ""
-        if variant.sources_per_run > 1:
-            adopt = rate > reference * 1.05
-            verdict = " -> adopted" if adopt else " -> not adopted: one source per run"
+        over = [len(s.over_budget) for s in figures.sides["budget"]]
         out.line(
-            f"{head} {name}: {rate:,.0f} sats/h ({rate / reference:.2f}x of shipped), "
-            f"wasted {result.wasted(result.daemon):,}{verdict}"
+            f"{head}: EARNINGS_BUDGET_RATIO=1, channels whose rebalancing fees exceed their "
+            f"revenue over the last {config.earnings_window_days} days at the end: "
+            f"{sum(over)} on {len(over)} node{plural} (per node {over})",
+            "0" if verdict else None,
+            sum(over) == 0,
         )
 
 
@@ -246,18 +207,36 @@ def run_daemon_figures(out: Verdicts, quick: bool) -> None:
     )
 
 
+SECTIONS = ("earnings", "order", "planning", "fetch", "daemon")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI size: smaller and shorter")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the simulations")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (of {','.join(SECTIONS)})",
+    )
     args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown or args.jobs < 1:
+        parser.error(f"--only takes {','.join(SECTIONS)}; --jobs at least 1")
     out = Verdicts()
     started = time.monotonic()
     out.line(f"regolancer-orchestrator benchmarks ({'quick' if args.quick else 'full'})")
-    run_simulations(out, args.quick)
-    run_target_order(out, args.quick)
-    run_planning(out, args.quick)
-    run_fetch(out, args.quick)
-    run_daemon_figures(out, args.quick)
+    if "earnings" in chosen:
+        run_earnings(out, args.quick, args.jobs)
+    if "order" in chosen:
+        run_target_order(out, args.quick)
+    if "planning" in chosen:
+        run_planning(out, args.quick)
+    if "fetch" in chosen:
+        run_fetch(out, args.quick)
+    if "daemon" in chosen:
+        run_daemon_figures(out, args.quick)
     out.line(f"summary: {out.passed} PASS, {out.failed} FAIL ({time.monotonic() - started:.0f} s)")
     return 0
 
