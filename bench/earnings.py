@@ -49,13 +49,8 @@ def run_seed(config: SimConfig) -> dict[str, SideResult]:
         for name, variant in daemons.items():
             with tempfile.TemporaryDirectory(prefix="bench-earn-") as tmp:
                 sides[name] = _virtual(run_daemon(variant, Path(tmp)))
-        runs: dict[str, Callable[[SimConfig], object]] = {
-            "original": run_original,
-            "lndg": run_lndg,
-            "early": run_early,
-        }
-        for name, run in runs.items():
-            sides[name] = _virtual(run(cold))  # type: ignore[arg-type]
+        for name, run in (("original", run_original), ("lndg", run_lndg), ("early", run_early)):
+            sides[name] = _virtual(run(cold))
     finally:
         logging.disable(previous)
     return sides

@@ -43,7 +43,7 @@ import tempfile
 from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
@@ -63,6 +63,7 @@ from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 from sim.routing import Demand, Request, lost_msat, route
 
+T = TypeVar("T")
 TEMPLATE = load_template(Path(__file__).resolve().parents[1] / "config.template.json")
 RAPID_STEP_SECONDS = 8.0
 ROUTING_STEP_SECONDS = 60.0
@@ -946,7 +947,7 @@ def simulate(
     return Comparison(config, daemons, baselines)
 
 
-def _virtual(main: Coroutine[Any, Any, SideResult]) -> SideResult:
+def _virtual(main: Coroutine[Any, Any, T]) -> T:
     loop = VirtualClockLoop()
     try:
         asyncio.set_event_loop(loop)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from core.models import Channel, Outcome
-from sim.model import FEE_PPM, Node, RouteModel
+from sim.model import ROUTE_PPM_MAX, Node, RouteModel
 from tests.test_pairing import channel
 
 ALWAYS = RouteModel(source_quality=(1.0, 1.0), target_quality=(1.0, 1.0))
@@ -59,8 +60,8 @@ def test_a_run_pays_at_the_pairs_fee_rate_or_finds_no_route() -> None:
     paid = node(900_000, 50_000).attempt("1", "11", PFROM, PTO, 100_000, random.Random(1))
     assert paid.outcome == Outcome.SUCCESS
     assert paid.amount_sat == 100_000
-    low, high = FEE_PPM
-    assert 100_000 * low // 1_000_000 <= paid.fee_sat <= 100_000 * high // 1_000_000
+    assert paid.fee_sat == 100_000 * node(900_000, 50_000).route_ppm("1", "11") // 1_000_000
+    assert 1 <= paid.fee_sat <= 100_000 * ROUTE_PPM_MAX // 1_000_000
     dead = node(900_000, 50_000, NEVER).attempt("1", "11", PFROM, PTO, 100_000, random.Random(1))
     assert dead.outcome == Outcome.NO_ROUTE
 
@@ -97,3 +98,47 @@ def test_lndg_pays_through_the_first_offered_channel_with_a_route() -> None:
     )
     assert sorted(offered) == ["1", "2", "3"]
     assert paid is None
+
+
+def test_a_route_costs_at_least_the_target_peers_fee_and_is_drawn_per_pair() -> None:
+    model = Node(
+        [chan(1, 900_000), chan(2, 900_000), channel(11, auto_rebalance=True, remote_fee_rate=250)],
+        ALWAYS,
+        1,
+    )
+    one, two = model.route_ppm("1", "11"), model.route_ppm("2", "11")
+    assert one > 250
+    assert two > 250
+    assert one != two  # each pair draws its own hops before the last
+    assert model.route_ppm("1", "11") == one  # once per pair
+
+
+def test_a_run_whose_route_costs_more_than_its_cap_finds_no_route() -> None:
+    model = node(900_000, 50_000)
+    ppm = model.route_ppm("1", "11")
+    rng = random.Random(1)
+    above = model.attempt("1", "11", PFROM, PTO, 100_000, rng, fee_limit_ppm=ppm - 1)
+    assert above.outcome == Outcome.NO_ROUTE
+    within = model.attempt("1", "11", PFROM, PTO, 100_000, rng, fee_limit_ppm=ppm)
+    assert within.outcome == Outcome.SUCCESS
+    assert within.fee_sat * 1_000_000 // 100_000 <= ppm
+
+
+def test_route_success_per_pair_does_not_follow_the_channels_qualities() -> None:
+    sources = [chan(n, 900_000) for n in range(1, 41)]
+    targets = [chan(n, 50_000, auto=True) for n in range(101, 104)]
+    spread = RouteModel(source_quality=(0.2, 1.0), target_quality=(0.5, 1.0))
+    per_channel = Node([*sources, *targets], spread, 3)
+    per_pair = Node([*sources, *targets], replace(spread, channel_share=0.0), 3)
+    # per channel: a source's odds into two targets keep its rank; per pair they do not
+    ranks = []
+    for model in (per_channel, per_pair):
+        into_a = sorted(range(1, 41), key=lambda s: model.odds(str(s), "101"))
+        into_b = sorted(range(1, 41), key=lambda s: model.odds(str(s), "102"))
+        ranks.append(into_a == into_b)
+    assert ranks == [True, False]
+    # per pair, the odds are drawn from the same ranges as the channels' product
+    assert all(0.1 <= per_pair.odds(str(s), "101") <= 1.0 for s in range(1, 41))
+    half = replace(spread, channel_share=0.5)
+    mixed = Node([*sources, *targets], half, 3).odds("1", "101")
+    assert mixed == pytest.approx((per_channel.odds("1", "101") + per_pair.odds("1", "101")) / 2)
