@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+
 import pytest
 
 from bench.baselines import Attempt, Last, LndgRebalancer, run_lndg, run_original
