@@ -56,7 +56,7 @@ def earnings_plan(quick: bool) -> list[tuple[int, tuple[int, ...], float]]:
 def run_earnings(out: Verdicts, quick: bool, jobs: int) -> None:
     base = replace(
         simulate.SimConfig(),
-        horizon_hours=3.0 if quick else 7 * 24.0,
+        horizon_hours=1.5 if quick else 7 * 24.0,
         routing_share_per_day=0.1,
         demand_sigma=1.0,
     )
