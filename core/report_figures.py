@@ -556,10 +556,15 @@ def money_lines(report: DayReport) -> list[str]:
         if not report.money_error:
             return []
         return [f"Routing revenue: not read from LNDg ({report.money_error})"]
+    share = (
+        ", with no revenue to set it against"
+        if report.cost_share is None
+        else f" = {fmt.pct(report.cost_share)} of it"
+    )
     lines = [
-        f"Routing revenue: {fmt.fee(money.revenue_msat / 1000)} from {money.forwards} "
+        f"Routing revenue: {fmt.fee(money.revenue_msat / 1000)} from {money.forwards:,} "
         f"forward{'' if money.forwards == 1 else 's'}; rebalancing cost "
-        f"{fmt.fee(report.node.fee_sat)} = {fmt.pct(report.cost_share)} of it"
+        f"{fmt.fee(report.node.fee_sat)}{share}"
     ]
     if report.days == 1:
         lines.append(f"Worst net {money.window_days} d: {_nets(money.worst)}")

@@ -269,6 +269,11 @@ def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> Non
         "LNDg: 1 · 30,000 sat · 3.2 sat fees (106 ppm)",
         "Other tools: 1 · 20,000 sat · 4 sat fees (200 ppm)",
         "Runs: none",
+        # no forwards in LNDg; all three payments went into TargetB: 12.5 + 3.2 + 4 sat
+        "Routing revenue: 0 sat from 0 forwards; rebalancing cost 19.7 sat, with no revenue to "
+        "set it against",
+        "Worst net 7 d: TargetB -19.7 sat",
+        "Best net 7 d: none",
     ]
     # in Berlin (UTC+1) the other tool's 23:30 UTC payment falls on the 25th
     assert "Other tools: 0" in berlin.stdout.splitlines()
