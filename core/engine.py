@@ -2,8 +2,11 @@
 
 A cycle (a planning round) reads the channels, logs the round plan (one pair per target, see
 `core.planner`) and then dispatches continuously: whenever a worker is free it asks the
-planner for the next pairs, from a channel snapshot refreshed after successes (at most every
-`Pacing.refresh_seconds`). Never more than MAX_WORKERS runs, never two sharing a channel.
+planner for the next pairs, from a channel snapshot read again every `Pacing.max_snapshot_age`.
+After a success the two channels of the run are read through LNDg's channel detail endpoint
+until LNDg shows the move (`core.confirm`), never the whole list for that; without a detail
+reader (`fetch_channel`) the whole list is read instead, at most every
+`Pacing.refresh_seconds`. Never more than MAX_WORKERS runs, never two sharing a channel.
 The cycle ends when nothing is running and nothing more can be started, or when its time
 budget is used up: then runs still going carry over into the next cycle, which the daemon
 starts at once (`next_cycle_delay`).
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.channel_ref import ChannelLookupError, ChannelRef, resolve_channel
+from core.confirm import Confirmations, patch
 from core.events import (
     AlertCleared,
     AlertRaised,
@@ -46,6 +50,8 @@ from core.statfile import StatFileError, StatPosition, read_new_lines
 log = logging.getLogger("core.engine")
 
 FetchChannels = Callable[[], Awaitable[list[Channel]]]
+# One channel by chan_id from LNDg's detail endpoint (core.lndg.LndgClient.fetch_channel).
+FetchChannel = Callable[[str], Awaitable[Channel]]
 # Past attempts to learn from at start (see core.history), given the channels LNDg lists.
 LoadHistory = Callable[[Sequence[Channel]], Awaitable[list[Observation]]]
 
@@ -75,8 +81,11 @@ class Runner(Protocol):
 class Pacing:
     """How often a cycle looks at LNDg and how long it may last (seconds)."""
 
-    # Least time between two channel fetches within a cycle (LNDg syncs every ~20 s anyway).
+    # Least time between two channel list fetches within a cycle, and from a success to the
+    # first detail read of its channels (LNDg syncs every ~20 s anyway).
     refresh_seconds: float = 10.0
+    # Least time between two detail reads of one channel: LNDg's sync period.
+    detail_seconds: float = 20.0
     # A snapshot older than this is fetched again before planning, successes or not.
     max_snapshot_age: float = 120.0
     # With idle workers, plan again at least this often (backoffs expire, pauses end).
@@ -122,10 +131,12 @@ class Engine:
         pacing: Pacing | None = None,
         history: LoadHistory | None = None,
         guard: SpendGuard | None = None,
+        fetch_channel: FetchChannel | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._fetch_channels = fetch_channels
+        self._fetch_channel = fetch_channel
         self.runner = runner
         self.events = events or EventBus()
         self.clock = clock
@@ -149,7 +160,15 @@ class Engine:
         self._start_faults = 0  # runs in a row that could not be started (see `_run`)
         self._start_retry_at = 0.0
         self._hold = False  # a setup failure: start nothing more this cycle
-        self._moved = False  # a run succeeded since the last channel fetch
+        # A full channel read is wanted soon: a run succeeded (no detail reader), or a
+        # detail read failed.
+        self._moved = False
+        self._confirms = Confirmations(
+            first_read=self.pacing.refresh_seconds,
+            spacing=self.pacing.detail_seconds,
+            give_up=self.planner.config.confirm_seconds,
+        )
+        self._detail_failing = False  # the last detail read failed (its line was logged)
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -296,6 +315,7 @@ class Engine:
             log.log(logging.INFO if self._stopping else logging.ERROR, "cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
         self._moved = False
+        self._confirms.clear()  # a new round: the planner waits on no earlier success
         await self._learn_history(channels)
         excluded = self.excluded()
         self.planner.prune(started)
@@ -414,13 +434,17 @@ class Engine:
                 now = self.clock()
                 free = self._free_workers()
                 may_start = bool(free) and now < deadline and self._may_start(now)
-                want_fresh = self._moved or self.planner.awaiting_confirmation(now)
+                want_fresh = self._moved or (
+                    self._fetch_channel is None and self.planner.awaiting_confirmation(now)
+                )
                 if may_start:
                     age = now - fetched_at
                     if (want_fresh and age >= self.pacing.refresh_seconds) or (
                         age >= self.pacing.max_snapshot_age
                     ):
                         snapshot, fetched_at = await self._refresh(snapshot), self.clock()
+                    elif due := self._confirms.due(now):
+                        snapshot = await self._confirm(snapshot, due)
                     self._start(snapshot, free, now)
                 if not self._pool:
                     break
@@ -434,6 +458,9 @@ class Engine:
                         timeout = min(
                             timeout, max(fetched_at + self.pacing.refresh_seconds - now, 0)
                         )
+                    next_read = self._confirms.next_at()
+                    if may_start and next_read is not None:
+                        timeout = min(timeout, max(next_read - now, 0))
                 await asyncio.wait(
                     set(self._pool), timeout=max(timeout, 0.01), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -450,7 +477,42 @@ class Engine:
             log.warning("channels not refreshed, planning on the last snapshot: %s", exc)
             return snapshot
         self._moved = False
+        self._confirms.settle(snapshot, fresh)
         return fresh
+
+    async def _confirm(self, snapshot: list[Channel], due: Sequence[str]) -> list[Channel]:
+        """The snapshot with the channels of recent successes read again, one by one.
+
+        A failed read (404, timeout, LNDg down) ends the confirming: the next full channel
+        read, `refresh_seconds` after the last one, shows the moves instead.
+        """
+        assert self._fetch_channel is not None
+        for chan_id in due:
+            self._confirms.read(chan_id, self.clock())
+            try:
+                fresh = await self._fetch_channel(chan_id)
+            except Exception as exc:
+                self._detail_failed(chan_id, exc)
+                return snapshot
+            patched = patch(snapshot, fresh)
+            self._confirms.settle(snapshot, patched)
+            snapshot = patched
+        self._detail_failing = False
+        return snapshot
+
+    def _detail_failed(self, chan_id: str, exc: Exception) -> None:
+        self._confirms.clear()
+        self._moved = True
+        # One line per episode: an LNDg that never serves details is not news at each run.
+        quiet = self._stopping or self._detail_failing
+        self._detail_failing = True
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "channel %s not read from LNDg's channel detail (%s); confirming with the next "
+            "full channel read",
+            chan_id,
+            exc,
+        )
 
     def _free_workers(self) -> list[int]:
         used = {active.worker for active in self._pool.values()}
@@ -527,7 +589,10 @@ class Engine:
             self._start_failed(active, result.last_line)
         self.planner.finished(active.pair, result, self.clock())
         if result.outcome == Outcome.SUCCESS:
-            self._moved = True
+            if self._fetch_channel is None:
+                self._moved = True
+            else:
+                self._confirms.succeeded(active.pair.channels, self.clock())
         self._record(active, result)
         return result
 
