@@ -67,8 +67,9 @@ class Confirmations:
     _since: dict[str, float] = field(default_factory=dict)  # chan_id -> its last success
     _read_at: dict[str, float] = field(default_factory=dict)  # chan_id -> its last read
 
-    @property
-    def waiting(self) -> frozenset[str]:
+    def waiting(self, now: float) -> frozenset[str]:
+        """The channels still waited on at `now` (forgets the ones waited on too long)."""
+        self._since = {c: at for c, at in self._since.items() if now - at <= self.give_up}
         return frozenset(self._since)
 
     def succeeded(self, channels: Iterable[str], now: float) -> None:
@@ -83,7 +84,7 @@ class Confirmations:
 
     def due(self, now: float) -> list[str]:
         """Channels to read now, oldest success first; forgets the ones waited on too long."""
-        self._since = {c: at for c, at in self._since.items() if now - at <= self.give_up}
+        self.waiting(now)
         self._read_at = {c: at for c, at in self._read_at.items() if now - at < self.spacing}
         ready = [c for c in self._since if self._next_read(c) <= now]
         return sorted(ready, key=lambda c: self._since[c])

@@ -160,15 +160,15 @@ class Engine:
         self._start_faults = 0  # runs in a row that could not be started (see `_run`)
         self._start_retry_at = 0.0
         self._hold = False  # a setup failure: start nothing more this cycle
-        # A full channel read is wanted soon: a run succeeded (no detail reader), or a
-        # detail read failed.
-        self._moved = False
+        self._moved = False  # a run succeeded since the last channel fetch (no detail reader)
         self._confirms = Confirmations(
             first_read=self.pacing.refresh_seconds,
             spacing=self.pacing.detail_seconds,
             give_up=self.planner.config.confirm_seconds,
         )
         self._detail_failing = False  # the last detail read failed (its line was logged)
+        # A detail read failed: the successes waiting are confirmed by full reads instead.
+        self._by_list = False
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -314,7 +314,7 @@ class Engine:
         except Exception as exc:
             log.log(logging.INFO if self._stopping else logging.ERROR, "cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
-        self._moved = False
+        self._moved, self._by_list = False, False
         self._confirms.clear()  # a new round: the planner waits on no earlier success
         await self._learn_history(channels)
         excluded = self.excluded()
@@ -434,16 +434,14 @@ class Engine:
                 now = self.clock()
                 free = self._free_workers()
                 may_start = bool(free) and now < deadline and self._may_start(now)
-                want_fresh = self._moved or (
-                    self._fetch_channel is None and self.planner.awaiting_confirmation(now)
-                )
+                want_fresh = self._wants_list(now)
                 if may_start:
                     age = now - fetched_at
                     if (want_fresh and age >= self.pacing.refresh_seconds) or (
                         age >= self.pacing.max_snapshot_age
                     ):
                         snapshot, fetched_at = await self._refresh(snapshot), self.clock()
-                    elif due := self._confirms.due(now):
+                    elif not self._by_list and (due := self._confirms.due(now)):
                         snapshot = await self._confirm(snapshot, due)
                     self._start(snapshot, free, now)
                 if not self._pool:
@@ -454,11 +452,11 @@ class Engine:
                 timeout = deadline - now
                 if free:  # idle workers: look again soon (backoffs end, a pause is lifted)
                     timeout = min(timeout, self.pacing.replan_seconds)
-                    if may_start and want_fresh:
+                    if may_start and self._wants_list(now):  # a detail read may have failed
                         timeout = min(
                             timeout, max(fetched_at + self.pacing.refresh_seconds - now, 0)
                         )
-                    next_read = self._confirms.next_at()
+                    next_read = None if self._by_list else self._confirms.next_at()
                     if may_start and next_read is not None:
                         timeout = min(timeout, max(next_read - now, 0))
                 await asyncio.wait(
@@ -478,13 +476,24 @@ class Engine:
             return snapshot
         self._moved = False
         self._confirms.settle(snapshot, fresh)
+        if not self._confirms.waiting(self.clock()):
+            self._by_list = False  # the list showed them all: the next success uses details
         return fresh
+
+    def _wants_list(self, now: float) -> bool:
+        """Whether to read the whole channel list at the short cadence (`refresh_seconds`)."""
+        if self._fetch_channel is None:  # no detail reader: the list shows what runs moved
+            return self._moved or self.planner.awaiting_confirmation(now)
+        if self._by_list and not self._confirms.waiting(now):
+            self._by_list = False  # confirmed (or waited on too long): details again
+        return self._by_list
 
     async def _confirm(self, snapshot: list[Channel], due: Sequence[str]) -> list[Channel]:
         """The snapshot with the channels of recent successes read again, one by one.
 
-        A failed read (404, timeout, LNDg down) ends the confirming: the next full channel
-        read, `refresh_seconds` after the last one, shows the moves instead.
+        A failed read (404, timeout, LNDg down) hands the successes waiting to the full
+        channel list, read every `refresh_seconds` until it shows them (as without a detail
+        reader); the next success tries the detail endpoint again.
         """
         assert self._fetch_channel is not None
         for chan_id in due:
@@ -501,8 +510,7 @@ class Engine:
         return snapshot
 
     def _detail_failed(self, chan_id: str, exc: Exception) -> None:
-        self._confirms.clear()
-        self._moved = True
+        self._by_list = True
         # One line per episode: an LNDg that never serves details is not news at each run.
         quiet = self._stopping or self._detail_failing
         self._detail_failing = True
@@ -592,7 +600,10 @@ class Engine:
             if self._fetch_channel is None:
                 self._moved = True
             else:
-                self._confirms.succeeded(active.pair.channels, self.clock())
+                # The target first: it is the one the planner waits on.
+                target = active.pair.target.chan_id
+                others = sorted(active.pair.channels - {target})
+                self._confirms.succeeded([target, *others], self.clock())
         self._record(active, result)
         return result
 
