@@ -78,7 +78,7 @@ def scripted_runner(fake: FakeLndg) -> ScriptedRunner:
 
 
 def first_pair_runs(runner: ScriptedRunner, fake: FakeLndg) -> list[tuple[str, str]]:
-    source, target = chan_ids(fake)
+    _source, target = chan_ids(fake)
     return [key for key in runner.started if key[1] == target]
 
 
@@ -203,7 +203,8 @@ def test_the_fakes_detail_is_one_row_of_the_list_and_its_log_counts_bytes(
     assert [r["chan_id"] for r in filtered] == [r["chan_id"] for r in fake.channels[1:]]
     assert fake.traffic(is_detail(source)) == (2, len(one.content) + len(one.content) + 1)
     count, size = fake.traffic(is_list)
-    assert count == 2 and size > len(one.content)
+    assert count == 2
+    assert size > len(one.content)
     assert fake.traffic() == (5, sum(r.body_bytes for r in fake.replies))
 
 
@@ -278,19 +279,20 @@ async def test_a_failed_detail_read_falls_back_to_the_full_list_with_one_line(
         details = fake.traffic(lambda path: path.startswith("/api/channels/") and not is_list(path))
 
     assert first_pair_runs(runner, fake) == [(source, target)] * 4  # confirmed all the same
-    warned = [
-        r for r in caplog.records if "not read from LNDg's channel detail" in r.getMessage()
-    ]
+    warned = [r for r in caplog.records if "not read from LNDg's channel detail" in r.getMessage()]
     assert [r.levelno for r in warned if r.levelno >= logging.WARNING] == [logging.WARNING]
     line = warned[0].getMessage()
     assert line.startswith(f"channel {target} not read from LNDg's channel detail (")
     assert line.endswith("); confirming with the next full channel read")
     if failure == "404":
-        assert "has no channel" in line and len(warned) == 4  # then quietly, once per success
-        assert details[0] == 4 and lists > 4  # each success tried details once, then the list
+        assert "has no channel" in line
+        assert len(warned) == 4
+        assert details[0] == 4
+        assert lists > 4
     else:
         assert "did not answer within 0.3s" in line
-        assert lists >= 2 and details[0] > 4  # later successes use details again
+        assert lists >= 2
+        assert details[0] > 4
 
 
 # -- the pure parts ----------------------------------------------------------------------------
@@ -299,7 +301,8 @@ async def test_a_failed_detail_read_falls_back_to_the_full_list_with_one_line(
 def test_confirmations_read_each_channel_at_most_every_spacing() -> None:
     confirms = Confirmations(first_read=10, spacing=20, give_up=90)
     confirms.succeeded(["1", "11"], 100)
-    assert confirms.due(105) == [] and confirms.next_at() == 110
+    assert confirms.due(105) == []
+    assert confirms.next_at() == 110
     assert confirms.due(110) == ["1", "11"]
     confirms.read("1", 110)
     confirms.read("11", 110)
@@ -315,7 +318,8 @@ def test_confirmations_read_each_channel_at_most_every_spacing() -> None:
     confirms.read("1", 191)
     confirms.read("12", 191)
     assert confirms.next_at() is None  # 211 is past their patience (205)
-    assert confirms.due(206) == [] and confirms.waiting(206) == frozenset()
+    assert confirms.due(206) == []
+    assert confirms.waiting(206) == frozenset()
     assert confirms.next_at() is None
 
 
@@ -338,7 +342,8 @@ def test_sleep_seconds_below_60_is_warned_with_why() -> None:
     assert line is not None
     assert line.startswith("SLEEP_SECONDS=15 is below 60: LNDg syncs with LND only about every ")
     assert "each cycle reads LNDg's whole channel list" in line
-    assert sleep_warning(60) is None and sleep_warning(300) is None
+    assert sleep_warning(60) is None
+    assert sleep_warning(300) is None
     (check,) = check_pace(load_settings(None, sleep_seconds=59))
     assert check.line().startswith("warn settings: SLEEP_SECONDS=59 is below 60: ")
     assert check_pace(load_settings(None, sleep_seconds=60)) == []
