@@ -268,8 +268,13 @@ async def test_a_failed_detail_read_falls_back_to_the_full_list_with_one_line(
         runner = scripted_runner(fake)
         if failure == "timeout":  # the first detail read finds LNDg stuck, once
             fake.slow_seconds = 2.0
-            once = iter([True])
-            runner.on_success.append(lambda _pair: next(once, False) and fake.set_fault("slow", 1))
+            stuck = [fake]
+
+            def stick_once(_pair: Pair) -> None:
+                if stuck:
+                    stuck.pop().set_fault("slow", 1)
+
+            runner.on_success.append(stick_once)
         caplog.set_level(logging.DEBUG, logger="core.engine")
         async with client_for(fake, timeout=0.3, attempts=1) as client:
             engine = engine_on(tmp_path, client, runner, PACING, client.fetch_channel)
