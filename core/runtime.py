@@ -25,6 +25,7 @@ from core.daemon import STOP_GRACE_SECONDS, Services, open_services
 from core.engine import Engine
 from core.events import DaemonStarted, DaemonStopping, Mode, ReportReady
 from core.feed import Episodes, Feed, FeedPump, LogSink, Sink
+from core.lndg_pace import sleep_warning
 from core.metrics import DaemonCollector, daemon_registry
 from core.metrics_server import MetricsServer
 from core.report_delivery import Reporter, ReportUnavailable
@@ -245,6 +246,8 @@ class Runtime:
             settings.sleep_seconds,
             settings.max_workers,
         )
+        if (pace := sleep_warning(settings.sleep_seconds)) is not None:
+            log.warning("%s", pace)
         cycling = asyncio.create_task(cycles.run(), name="cycles")
         if face is not None:
             face.start(control, services.reporter, self.stop)

@@ -32,6 +32,10 @@ FIGURES = [
     r"^planning 1500 channels .*next pairs [\d.]+ ms.*\[target <= 20 ms: (PASS|FAIL)\]",
     r"^fetch 1500 channels from the loopback LNDg: \d+ ms",
     r"^fetch \+ plan 1500 channels: \d+ ms.*\[target <= 300 ms: (PASS|FAIL)\]",
+    r"^lndg 1500 channels idle \(\d+ runs, \d+ successes per h\): before \d+ list \+ \d+ detail "
+    r"reads, [\d.]+ MB per h; after \d+ list \+ \d+ detail reads, [\d.]+ MB per h",
+    r"^lndg 1500 channels under load .*: before .* MB per h; after .* MB per h; [\d.]+x fewer "
+    r"bytes  \[target >= 10x: (PASS|FAIL)\]",
     r"^stat line -> chat message \(6 lines\): p50 [\d.]+ s, p95 [\d.]+ s",
     r"^idle resident memory .*: \d+ MB",
     r"^idle CPU: [\d.]+ % of one core",

@@ -124,6 +124,8 @@ def test_daemon_runs_the_pairs_with_right_configs_never_sharing_a_channel(node: 
         code, seconds = daemon.stop()
     assert code == 0
     assert seconds < 10
+    # SLEEP_SECONDS is 2 here: one line at start says why that loads LNDg
+    assert daemon.output.count("SLEEP_SECONDS=2 is below 60: LNDg syncs with LND only") == 1
     runs = node.runs_recorded()
     first_cycle = {(r["config"]["from"][0], r["config"]["to"][0]) for r in runs[:4]}
     # one run per target; sources spread over the targets, most surplus first
