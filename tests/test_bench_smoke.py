@@ -32,6 +32,9 @@ FIGURES = [
     r"^planning 1500 channels .*next pairs [\d.]+ ms.*\[target <= 20 ms: (PASS|FAIL)\]",
     r"^fetch 1500 channels from the loopback LNDg: \d+ ms",
     r"^fetch \+ plan 1500 channels: \d+ ms.*\[target <= 300 ms: (PASS|FAIL)\]",
+    r"^report 30d at [\d,]+ ledger rows \([\d,]+ LNDg payments\): [\d.]+ s .*"
+    r"\[target < 1 s: (PASS|FAIL)\]",
+    r"^report 30d at [\d,]+ ledger rows: longest event-loop stall while it ran \d+ ms",
     r"^stat line -> chat message \(6 lines\): p50 [\d.]+ s, p95 [\d.]+ s",
     r"^idle resident memory .*: \d+ MB",
     r"^idle CPU: [\d.]+ % of one core",
