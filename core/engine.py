@@ -63,6 +63,7 @@ START_ALERT = "start"
 BUDGET_ALERT = "budget"
 STOP_CANCEL_WAIT = 2.0
 ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
+PLAN_LOG_LINES = 5  # planned pairs logged at INFO each cycle; the rest at DEBUG
 # Outcomes that say nothing of whether this host can start runs.
 _NOT_STARTED = (Outcome.STOPPED, Outcome.START_FAILED, Outcome.DRY_RUN, Outcome.BINARY_MISSING)
 # Outcomes that say something is wrong with the node or the setup, not with one route.
@@ -99,6 +100,19 @@ class ActiveRun:
     pair: Pair
     worker: int
     started_at: float
+
+
+def log_plan(planned: Sequence[Pair], shown: int = PLAN_LOG_LINES) -> None:
+    """The first `shown` planned pairs at INFO, the rest at DEBUG with one line counting them:
+    at 1,500 channels a cycle plans hundreds of pairs, too many for every cycle's log."""
+    for pair in planned[:shown]:
+        log.info("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
+    rest = planned[shown:]
+    if not rest:
+        return
+    log.info("… and %d more (LOG_LEVEL=DEBUG shows all)", len(rest))
+    for pair in rest:
+        log.debug("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
 
 
 @dataclass
@@ -322,8 +336,7 @@ class Engine:
         planned = self.planner.plan(channels, started, excluded)
         count = count_pairs(channels, excluded)
         log.info("%d channels, %d pairs, %d planned", len(channels), count, len(planned))
-        for pair in planned:
-            log.info("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
+        log_plan(planned)
         if dry_run:
             results = [*self._reap(), *self._dry(planned)]
         else:
