@@ -307,10 +307,7 @@ async def _report(settings: Settings, day: dt.date | None, days: int) -> int:
     try:
         async with LndgClient.from_settings(settings) as lndg:
             reporter = Reporter.from_settings(settings, store, lndg)
-            reports = [
-                await reporter.build(last - dt.timedelta(days=back))
-                for back in reversed(range(days))
-            ]
+            reports, _png = await reporter.build_days(first, last)
     except LndgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

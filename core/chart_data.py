@@ -1,6 +1,6 @@
 """The chart's figures: per local day, rebalanced sats by tool, their cost and routing revenue.
 
-Pure, no I/O. The split by tool is the daily report's own (`report_figures.compute_day`, so
+Pure, no I/O. The split by tool is the daily report's own (`report_figures.compute_days`, so
 the chart and the text above it never disagree); routing revenue is the `fee` of every forward
 LNDg recorded, on the local day (TIMEZONE) of its `forward_date`, days half-open
 `[00:00, next 00:00)` as `report_figures.day_bounds` cuts them.
@@ -16,9 +16,9 @@ from core.models import Rebalance
 from core.node_records import Forward, LndgRebalance, Payment
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
+    DayIndex,
     Share,
-    compute_day,
-    day_bounds,
+    compute_days,
     zone_name,
 )
 
@@ -105,13 +105,12 @@ def revenue_by_day(forwards: Iterable[Forward], days: Sequence[date], zone: tzin
 
     A forward's `fee` (sats, fractions kept) is rounded to the msat once, so sums stay exact.
     """
-    bounds = [day_bounds(day, zone) for day in days]
+    index = DayIndex(days, zone)
     totals = [0] * len(days)
     for forward in forwards:
-        for index, (start, end) in enumerate(bounds):
-            if start <= forward.forward_date < end:
-                totals[index] += round(forward.fee_sat * 1000)
-                break
+        slot = index.at(forward.forward_date)
+        if slot is not None:
+            totals[slot] += round(forward.fee_sat * 1000)
     return totals
 
 
@@ -137,12 +136,13 @@ def chart_data(
         raise ValueError("days must be at least 1")
     span = span_days(last, days)
     revenue = revenue_by_day(forwards or (), span, zone)
-    rows: list[ChartDay] = []
-    for index, day in enumerate(span):
-        report = compute_day(
-            day, zone, payments, lndg_rebalances, ledger_rows, (), match_window_seconds
-        )
-        rows.append(ChartDay(day, report.daemon, report.lndg, report.other, revenue[index]))
+    reports = compute_days(
+        span, zone, payments, lndg_rebalances, ledger_rows, (), match_window_seconds
+    )
+    rows = [
+        ChartDay(day, report.daemon, report.lndg, report.other, revenue[index])
+        for index, (day, report) in enumerate(zip(span, reports, strict=True))
+    ]
     return ChartData(
         tuple(rows),
         zone_name(zone),

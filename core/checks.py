@@ -14,6 +14,7 @@ from core.check_result import Check
 from core.check_telegram import check_telegram
 from core.env_names import name_warnings
 from core.lndg import LndgAuthError, LndgClient, LndgError, LndgServerError, LndgUnreachable
+from core.lndg_pace import sleep_warning
 from core.models import Channel
 from core.pairing import build_pairs
 from core.regolancer_config import TemplateError, load_template, template_warnings
@@ -44,6 +45,12 @@ def check_settings(env_files: Sequence[Path], environ: Mapping[str, str]) -> lis
         Check("settings", True, warning, warning=True)
         for warning in environment_warnings(env_files, environ)
     ]
+
+
+def check_pace(settings: Settings) -> list[Check]:
+    """A warning when SLEEP_SECONDS would read LNDg's whole channel list too often."""
+    warning = sleep_warning(settings.sleep_seconds)
+    return [] if warning is None else [Check("settings", True, warning, warning=True)]
 
 
 def check_data_dir(settings: Settings) -> Check:
@@ -120,6 +127,7 @@ async def run_checks(
     template_checks, template = _template_checks(settings)
     checks = [
         *check_settings(env_files, environ),
+        *check_pace(settings),
         check_data_dir(settings),
         lndg,
         binary,

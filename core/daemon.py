@@ -93,6 +93,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 EventBus(),
                 history=history_loader(settings, store, lndg),
                 guard=SpendGuard(settings, store, lndg, template),
+                fetch_channel=lndg.fetch_channel,  # confirms a success without the whole list
             )
             yield Services(engine, Reporter.from_settings(settings, store, lndg), lndg)
     finally:

@@ -2,8 +2,11 @@
 
 A cycle (a planning round) reads the channels, logs the round plan (one pair per target, see
 `core.planner`) and then dispatches continuously: whenever a worker is free it asks the
-planner for the next pairs, from a channel snapshot refreshed after successes (at most every
-`Pacing.refresh_seconds`). Never more than MAX_WORKERS runs, never two sharing a channel.
+planner for the next pairs, from a channel snapshot read again every `Pacing.max_snapshot_age`.
+After a success the two channels of the run are read through LNDg's channel detail endpoint
+until LNDg shows the move (`core.confirm`), never the whole list for that; without a detail
+reader (`fetch_channel`) the whole list is read instead, at most every
+`Pacing.refresh_seconds`. Never more than MAX_WORKERS runs, never two sharing a channel.
 The cycle ends when nothing is running and nothing more can be started, or when its time
 budget is used up: then runs still going carry over into the next cycle, which the daemon
 starts at once (`next_cycle_delay`).
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.channel_ref import ChannelLookupError, ChannelRef, resolve_channel
+from core.confirm import Confirmations, patch
 from core.events import (
     AlertCleared,
     AlertRaised,
@@ -46,6 +50,8 @@ from core.statfile import StatFileError, StatPosition, read_new_lines
 log = logging.getLogger("core.engine")
 
 FetchChannels = Callable[[], Awaitable[list[Channel]]]
+# One channel by chan_id from LNDg's detail endpoint (core.lndg.LndgClient.fetch_channel).
+FetchChannel = Callable[[str], Awaitable[Channel]]
 # Past attempts to learn from at start (see core.history), given the channels LNDg lists.
 LoadHistory = Callable[[Sequence[Channel]], Awaitable[list[Observation]]]
 
@@ -57,6 +63,7 @@ START_ALERT = "start"
 BUDGET_ALERT = "budget"
 STOP_CANCEL_WAIT = 2.0
 ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
+PLAN_LOG_LINES = 5  # planned pairs logged at INFO each cycle; the rest at DEBUG
 # Outcomes that say nothing of whether this host can start runs.
 _NOT_STARTED = (Outcome.STOPPED, Outcome.START_FAILED, Outcome.DRY_RUN, Outcome.BINARY_MISSING)
 # Outcomes that say something is wrong with the node or the setup, not with one route.
@@ -75,8 +82,11 @@ class Runner(Protocol):
 class Pacing:
     """How often a cycle looks at LNDg and how long it may last (seconds)."""
 
-    # Least time between two channel fetches within a cycle (LNDg syncs every ~20 s anyway).
+    # Least time between two channel list fetches within a cycle, and from a success to the
+    # first detail read of its channels (LNDg syncs every ~20 s anyway).
     refresh_seconds: float = 10.0
+    # Least time between two detail reads of one channel: LNDg's sync period.
+    detail_seconds: float = 20.0
     # A snapshot older than this is fetched again before planning, successes or not.
     max_snapshot_age: float = 120.0
     # With idle workers, plan again at least this often (backoffs expire, pauses end).
@@ -90,6 +100,19 @@ class ActiveRun:
     pair: Pair
     worker: int
     started_at: float
+
+
+def log_plan(planned: Sequence[Pair], shown: int = PLAN_LOG_LINES) -> None:
+    """The first `shown` planned pairs at INFO, the rest at DEBUG with one line counting them:
+    at 1,500 channels a cycle plans hundreds of pairs, too many for every cycle's log."""
+    for pair in planned[:shown]:
+        log.info("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
+    rest = planned[shown:]
+    if not rest:
+        return
+    log.info("… and %d more (LOG_LEVEL=DEBUG shows all)", len(rest))
+    for pair in rest:
+        log.debug("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
 
 
 @dataclass
@@ -122,10 +145,12 @@ class Engine:
         pacing: Pacing | None = None,
         history: LoadHistory | None = None,
         guard: SpendGuard | None = None,
+        fetch_channel: FetchChannel | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._fetch_channels = fetch_channels
+        self._fetch_channel = fetch_channel
         self.runner = runner
         self.events = events or EventBus()
         self.clock = clock
@@ -149,7 +174,15 @@ class Engine:
         self._start_faults = 0  # runs in a row that could not be started (see `_run`)
         self._start_retry_at = 0.0
         self._hold = False  # a setup failure: start nothing more this cycle
-        self._moved = False  # a run succeeded since the last channel fetch
+        self._moved = False  # a run succeeded since the last channel fetch (no detail reader)
+        self._confirms = Confirmations(
+            first_read=self.pacing.refresh_seconds,
+            spacing=self.pacing.detail_seconds,
+            give_up=self.planner.config.confirm_seconds,
+        )
+        self._detail_failing = False  # the last detail read failed (its line was logged)
+        # A detail read failed: the successes waiting are confirmed by full reads instead.
+        self._by_list = False
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -295,15 +328,15 @@ class Engine:
         except Exception as exc:
             log.log(logging.INFO if self._stopping else logging.ERROR, "cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
-        self._moved = False
+        self._moved, self._by_list = False, False
+        self._confirms.clear()  # a new round: the planner waits on no earlier success
         await self._learn_history(channels)
         excluded = self.excluded()
         self.planner.prune(started)
         planned = self.planner.plan(channels, started, excluded)
         count = count_pairs(channels, excluded)
         log.info("%d channels, %d pairs, %d planned", len(channels), count, len(planned))
-        for pair in planned:
-            log.info("%s pfrom=%d pto=%d", pair.log_line(), pair.pfrom, pair.pto)
+        log_plan(planned)
         if dry_run:
             results = [*self._reap(), *self._dry(planned)]
         else:
@@ -414,13 +447,15 @@ class Engine:
                 now = self.clock()
                 free = self._free_workers()
                 may_start = bool(free) and now < deadline and self._may_start(now)
-                want_fresh = self._moved or self.planner.awaiting_confirmation(now)
+                want_fresh = self._wants_list(now)
                 if may_start:
                     age = now - fetched_at
                     if (want_fresh and age >= self.pacing.refresh_seconds) or (
                         age >= self.pacing.max_snapshot_age
                     ):
                         snapshot, fetched_at = await self._refresh(snapshot), self.clock()
+                    elif not self._by_list and (due := self._confirms.due(now)):
+                        snapshot = await self._confirm(snapshot, due)
                     self._start(snapshot, free, now)
                 if not self._pool:
                     break
@@ -430,10 +465,13 @@ class Engine:
                 timeout = deadline - now
                 if free:  # idle workers: look again soon (backoffs end, a pause is lifted)
                     timeout = min(timeout, self.pacing.replan_seconds)
-                    if may_start and want_fresh:
+                    if may_start and self._wants_list(now):  # a detail read may have failed
                         timeout = min(
                             timeout, max(fetched_at + self.pacing.refresh_seconds - now, 0)
                         )
+                    next_read = None if self._by_list else self._confirms.next_at()
+                    if may_start and next_read is not None:
+                        timeout = min(timeout, max(next_read - now, 0))
                 await asyncio.wait(
                     set(self._pool), timeout=max(timeout, 0.01), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -450,7 +488,52 @@ class Engine:
             log.warning("channels not refreshed, planning on the last snapshot: %s", exc)
             return snapshot
         self._moved = False
+        self._confirms.settle(snapshot, fresh)
+        if not self._confirms.waiting(self.clock()):
+            self._by_list = False  # the list showed them all: the next success uses details
         return fresh
+
+    def _wants_list(self, now: float) -> bool:
+        """Whether to read the whole channel list at the short cadence (`refresh_seconds`)."""
+        if self._fetch_channel is None:  # no detail reader: the list shows what runs moved
+            return self._moved or self.planner.awaiting_confirmation(now)
+        if self._by_list and not self._confirms.waiting(now):
+            self._by_list = False  # confirmed (or waited on too long): details again
+        return self._by_list
+
+    async def _confirm(self, snapshot: list[Channel], due: Sequence[str]) -> list[Channel]:
+        """The snapshot with the channels of recent successes read again, one by one.
+
+        A failed read (404, timeout, LNDg down) hands the successes waiting to the full
+        channel list, read every `refresh_seconds` until it shows them (as without a detail
+        reader); the next success tries the detail endpoint again.
+        """
+        assert self._fetch_channel is not None
+        for chan_id in due:
+            self._confirms.read(chan_id, self.clock())
+            try:
+                fresh = await self._fetch_channel(chan_id)
+            except Exception as exc:
+                self._detail_failed(chan_id, exc)
+                return snapshot
+            patched = patch(snapshot, fresh)
+            self._confirms.settle(snapshot, patched)
+            snapshot = patched
+        self._detail_failing = False
+        return snapshot
+
+    def _detail_failed(self, chan_id: str, exc: Exception) -> None:
+        self._by_list = True
+        # One line per episode: an LNDg that never serves details is not news at each run.
+        quiet = self._stopping or self._detail_failing
+        self._detail_failing = True
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "channel %s not read from LNDg's channel detail (%s); confirming with the next "
+            "full channel read",
+            chan_id,
+            exc,
+        )
 
     def _free_workers(self) -> list[int]:
         used = {active.worker for active in self._pool.values()}
@@ -527,7 +610,13 @@ class Engine:
             self._start_failed(active, result.last_line)
         self.planner.finished(active.pair, result, self.clock())
         if result.outcome == Outcome.SUCCESS:
-            self._moved = True
+            if self._fetch_channel is None:
+                self._moved = True
+            else:
+                # The target first: it is the one the planner waits on.
+                target = active.pair.target.chan_id
+                others = sorted(active.pair.channels - {target})
+                self._confirms.succeeded([target, *others], self.clock())
         self._record(active, result)
         return result
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 from collections.abc import Coroutine, Hashable, Mapping
 from datetime import UTC, datetime
@@ -72,6 +73,7 @@ _PLAIN_HTTP_SSL_ERRORS = ("wrong version number", "record layer failure", "packe
 # Django's "Bad Request (400)" page (DEBUG off, LNDg's default) and its debug page.
 _DJANGO_HOST_REFUSED = ("<h1>Bad Request (400)</h1>", "DisallowedHost")
 _ROLES = {"ar_in_target": "target", "ar_out_target": "source"}
+_CHAN_ID = re.compile(r"\d{1,20}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +107,10 @@ class LndgAuthError(LndgError):
 
 class LndgProtocolError(LndgError):
     """The answer is not what LNDg's API gives: wrong URL, error body, malformed envelope."""
+
+
+class LndgNotFound(LndgProtocolError):
+    """LNDg has no row under that key (HTTP 404 on a detail URL, e.g. an unknown chan_id)."""
 
 
 class LndgServerError(LndgError):
@@ -333,6 +339,60 @@ class LndgClient:
         self._require_some(rows, parsed, "channels", CHANNELS_PATH)
         self._warn_role_problems(parsed)
         return ChannelFetch(parsed, parsed.skipped)
+
+    async def fetch_channel(self, chan_id: str) -> Channel:
+        """One channel from LNDg's detail endpoint `GET /api/channels/<chan_id>/`.
+
+        LNDg's ChannelsViewSet is a DRF ReadOnlyModelViewSet keyed by chan_id: the detail
+        answer is one channel serialised as a row of the list, without the list's filters (a
+        closed channel is still there, with `is_open` false). A few hundred bytes instead of
+        the whole list, so confirming what a run moved costs LNDg next to nothing.
+
+        Raises `LndgNotFound` when LNDg has no such channel (HTTP 404), `LndgProtocolError`
+        when the answer is not a channel row, and the other LndgErrors as `fetch_channels`.
+        """
+        if not _CHAN_ID.fullmatch(chan_id):
+            raise ValueError(f"not a channel id: {chan_id!r}")
+        url = f"{self.base_url}{CHANNELS_PATH}{chan_id}/"
+        try:
+            body = await self._get_json(url, {})
+        except LndgProtocolError as exc:
+            if exc.status != 404:
+                raise
+            raise self._fail(
+                LndgNotFound,
+                f"LNDg at {url} has no channel {chan_id} (HTTP 404): closed and removed, "
+                "or this LNDg does not serve channel details",
+                url,
+                404,
+            ) from None
+        if not isinstance(body, dict) or "chan_id" not in body:
+            # DRF answers some failures with HTTP 200 and an error body.
+            raise self._fail(
+                LndgProtocolError,
+                f"LNDg at {url} answered with something other than a channel: "
+                f"{_describe_body(body)}",
+                url,
+                200,
+            )
+        try:
+            channel = Channel.model_validate(body)
+        except ValidationError as exc:
+            raise self._fail(
+                LndgProtocolError,
+                f"LNDg at {url}: channel {chan_id} could not be read "
+                f"({_validation_summary(exc)}): is this LNDg version supported?",
+                url,
+                200,
+            ) from None
+        if channel.chan_id != chan_id:
+            raise self._fail(
+                LndgProtocolError,
+                f"LNDg at {url} answered with channel {channel.chan_id}, not {chan_id}",
+                url,
+                200,
+            )
+        return channel
 
     def _require_some(self, rows: list[Any], parsed: Fetched[M], what: str, path: str) -> None:
         """Rows came and none validated: a renamed field, not an empty node."""

@@ -26,7 +26,9 @@ from core.models import Outcome, Rebalance, RunResult
 from core.node_records import Forward, LndgRebalance, Payment, as_utc
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
+    Authorship,
     ChannelNet,
+    DayIndex,
     DayMoney,
     RunStats,
     Share,
@@ -134,6 +136,19 @@ def channel_money(
     Payments and ledger rows should reach a match window beyond the period (as the daily
     report's), so a rebalance that straddles `start` is attributed the same way both sides.
     """
+    paid = authorship(payments, lndg_rebalances, ledger, match_window_seconds)
+    return money_of(forwards, paid, start=start, end=end, aliases=aliases)
+
+
+def money_of(
+    forwards: Iterable[Forward],
+    paid: Authorship,
+    *,
+    start: datetime,
+    end: datetime,
+    aliases: Mapping[str, str] = {},
+) -> dict[str, ChannelMoney]:
+    """`channel_money` from an attribution already made (one for several periods)."""
     start, end = as_utc(start), as_utc(end)
     sums: defaultdict[str, _Sums] = defaultdict(_Sums)
     for forward in forwards:
@@ -143,7 +158,6 @@ def channel_money(
             one.routed_msat += forward.amt_out_msat
             one.earned_msat += _msat(forward.fee_sat)
             one.alias = one.alias or forward.chan_out_alias
-    paid = authorship(payments, lndg_rebalances, ledger, match_window_seconds)
     for payment in paid.rebalances:
         if not start <= payment.creation_date < end:
             continue
@@ -252,22 +266,43 @@ def day_money(
     The nets count every tool's rebalances, with this daemon's ledger rows LNDg never showed
     (as the report's node total does); no split by tool is needed, so LNDg's rows are not.
     """
-    one = day_period(day, zone)
-    today = channel_money(forwards, [], [], [], start=one.start, end=one.end)
-    week = day_period(day, zone, window_days)
+    return days_money([day], zone, forwards, payments, ledger, window_days)[0]
+
+
+def days_money(
+    days: Sequence[date],
+    zone: tzinfo,
+    forwards: Sequence[Forward],
+    payments: Sequence[Payment],
+    ledger: Sequence[Rebalance] = (),
+    window_days: int = 7,
+    *,
+    nets: bool = True,
+) -> list[DayMoney]:
+    """`day_money` for each of the distinct `days`, attributing the inputs once.
+
+    `nets` False leaves out the worst and best nets (a summed report drops them anyway).
+    """
+    revenue = [0] * len(days)
+    count = [0] * len(days)
+    index = DayIndex(days, zone)
+    for forward in forwards:
+        slot = index.at(forward.forward_date)
+        if slot is not None:
+            revenue[slot] += _msat(forward.fee_sat)
+            count[slot] += 1
+    if not nets:
+        return [DayMoney(revenue[n], count[n], window_days=window_days) for n in range(len(days))]
+    paid = authorship(payments, [], ledger)
     aliases = {row.line.to_channel: row.to_alias for row in ledger if row.to_alias}
     aliases |= {row.line.from_channel: row.from_alias for row in ledger if row.from_alias}
-    nets = channel_money(
-        forwards, payments, [], ledger, start=week.start, end=week.end, aliases=aliases
-    )
-    worst, best = worst_and_best(nets.values())
-    return DayMoney(
-        revenue_msat=sum(c.earned_msat for c in today.values()),
-        forwards=sum(c.forwards for c in today.values()),
-        worst=worst,
-        best=best,
-        window_days=window_days,
-    )
+    found: list[DayMoney] = []
+    for n, day in enumerate(days):
+        week = day_period(day, zone, window_days)
+        money = money_of(forwards, paid, start=week.start, end=week.end, aliases=aliases)
+        worst, best = worst_and_best(money.values())
+        found.append(DayMoney(revenue[n], count[n], worst, best, window_days))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

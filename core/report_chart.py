@@ -8,6 +8,7 @@ rebalances then count as other tools').
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -94,7 +95,9 @@ async def gather(
     except LndgError as exc:
         logger.warning("chart: cannot read LNDg's forwards: %s", exc)
         notes.append(NO_FORWARDS)
-    return chart_data(
+    # The figures in a worker thread: the chat keeps answering while a long period is built.
+    return await asyncio.to_thread(
+        chart_data,
         last,
         days,
         zone,

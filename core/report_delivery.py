@@ -31,7 +31,7 @@ from typing import Protocol
 from core.chart import CHART_NAME
 from core.lndg import LndgError
 from core.node_records import Forward, LndgRebalance, Payment
-from core.pnl import day_money
+from core.pnl import days_money
 from core.report_chart import Chart, build_chart
 from core.report_csv import CSV_NAME, atomic_write, write_day
 from core.report_figures import (
@@ -39,7 +39,7 @@ from core.report_figures import (
     DEFAULT_MAX_CATCH_UP,
     DayReport,
     combine,
-    compute_day,
+    compute_days,
     day_bounds,
     due_days,
     latest_due_day,
@@ -123,11 +123,14 @@ class Reporter:
 
     # -- building ------------------------------------------------------------------------------
 
-    async def _compute(self, first: date, last: date) -> list[DayReport]:
+    async def _compute(self, first: date, last: date, *, nets: bool = True) -> list[DayReport]:
         """Daily reports for first..last from one fetch each of LNDg and the store.
 
         Raises LndgError. Inputs reach a match window beyond the period, so rebalances that
-        straddle midnight are matched the same way whichever day is being reported.
+        straddle midnight are matched the same way whichever day is being reported. The
+        rows are read here, on the event loop (the store's connection stays on it); the
+        attribution runs in a worker thread so the chat keeps answering meanwhile.
+        `nets` False leaves out each day's worst and best nets (a summed report drops them).
         """
         margin = timedelta(seconds=self.match_window_seconds)
         start = day_bounds(first, self.zone)[0] - margin
@@ -138,16 +141,20 @@ class Reporter:
         ledger = self.store.ledger(start.timestamp(), end.timestamp() + 1)
         runs = self.store.runs(start.timestamp(), end.timestamp())
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        reports = [
-            compute_day(
-                day, self.zone, payments, rebalances, ledger, runs, self.match_window_seconds
-            )
-            for day in days
-        ]
-        return await self._with_money(reports, first, last)
+        reports = await asyncio.to_thread(
+            compute_days,
+            days,
+            self.zone,
+            payments,
+            rebalances,
+            ledger,
+            runs,
+            self.match_window_seconds,
+        )
+        return await self._with_money(reports, first, last, nets=nets)
 
     async def _with_money(
-        self, reports: list[DayReport], first: date, last: date
+        self, reports: list[DayReport], first: date, last: date, *, nets: bool = True
     ) -> list[DayReport]:
         """Each report with its money lines, or with why they are missing: forwards that
         cannot be read never hold back the rebalancing figures."""
@@ -162,24 +169,39 @@ class Reporter:
             return [replace(report, money_error=str(exc)) for report in reports]
         margin = self.match_window_seconds
         ledger = self.store.ledger(start.timestamp() - margin, end.timestamp() + margin + 1)
-        return [
-            replace(report, money=day_money(report.day, self.zone, forwards, payments, ledger))
-            for report in reports
-        ]
+        money = await asyncio.to_thread(
+            days_money,
+            [report.day for report in reports],
+            self.zone,
+            forwards,
+            payments,
+            ledger,
+            MONEY_WINDOW_DAYS,
+            nets=nets,
+        )
+        return [replace(report, money=one) for report, one in zip(reports, money, strict=True)]
 
     async def build_with_chart(self, day: date) -> tuple[DayReport, bytes]:
         """`build`, also returning the chart PNG (sent even when the file could not be written)."""
-        (report,) = await self._compute(day, day)
-        try:
-            write_day(self.csv_path, report)
-        except OSError as exc:
-            logger.error("daily report: cannot write %s: %s", self.csv_path, exc)
-        chart = await self.chart(day)
+        reports, png = await self.build_days(day, day)
+        return reports[0], png
+
+    async def build_days(self, first: date, last: date) -> tuple[list[DayReport], bytes]:
+        """The reports of first..last from one attribution, each written to the CSV, and the
+        chart of the last (written as `daily-report.png`). Raises LndgError (nothing written)."""
+        reports = await self._compute(first, last)
+        for report in reports:
+            try:
+                write_day(self.csv_path, report)
+            except OSError as exc:
+                logger.error("daily report: cannot write %s: %s", self.csv_path, exc)
+                break
+        chart = await self.chart(last)
         try:
             atomic_write(self.chart_path, chart.png)
         except OSError as exc:
             logger.error("daily report: cannot write %s: %s", self.chart_path, exc)
-        return report, chart.png
+        return reports, chart.png
 
     async def chart(self, last_day: date, days: int = 1) -> Chart:
         """The chart for a report of `days` days ending with `last_day` (a one-day report
@@ -211,7 +233,8 @@ class Reporter:
         if days < 1:
             raise ValueError("days must be at least 1")
         first = last_day - timedelta(days=days - 1)
-        return combine(await self._compute(first, last_day))
+        # A sum of several days keeps no one window for the nets: not computed for it.
+        return combine(await self._compute(first, last_day, nets=days == 1))
 
     # -- delivering ----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ Attribution rules (the contract is /work/shared/contracts/lndg.md):
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -290,6 +291,23 @@ def _payment_msat(payment: Payment) -> tuple[int, int]:
     return round(payment.value * 1000), round(payment.fee * 1000)
 
 
+def _candidates_by_key(
+    payments: Sequence[Payment],
+) -> dict[tuple[str, str], tuple[list[float], list[int]]]:
+    """Payment indexes per (source, target), in time order, with their timestamps beside them
+    for bisecting: a ledger row then looks only at the payments within its match window."""
+    by_key: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for index, payment in enumerate(payments):
+        if payment.chan_out is not None and payment.rebal_chan is not None:
+            key = (payment.chan_out, payment.rebal_chan)
+            by_key.setdefault(key, []).append((payment.creation_date.timestamp(), index))
+    ordered: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
+    for key, found in by_key.items():
+        found.sort()
+        ordered[key] = ([ts for ts, _i in found], [i for _ts, i in found])
+    return ordered
+
+
 def match_ledger(
     ledger_rows: Sequence[Rebalance], payments: Sequence[Payment], window: float
 ) -> dict[int, int]:
@@ -298,23 +316,28 @@ def match_ledger(
     The greedy pass pairs the closest (row, payment) first. It can strand a row whose only
     candidate went to a neighbour that had another choice, so augmenting paths (Kuhn) then
     re-pair as needed: the result matches as many rows as possible, keeping greedy's pairs
-    wherever that costs nothing.
+    wherever that costs nothing. Payments are indexed by pair and time, so the cost grows
+    with the rows and the payments near each, not with their product.
     """
-    by_key: dict[tuple[str, str], list[int]] = {}
-    for index, payment in enumerate(payments):
-        if payment.chan_out is not None and payment.rebal_chan is not None:
-            by_key.setdefault((payment.chan_out, payment.rebal_chan), []).append(index)
+    by_key = _candidates_by_key(payments)
+    amounts = [_payment_msat(payment)[0] for payment in payments]
+    # The bisect bounds are a second wider than the window; `gap <= window` decides exactly.
+    slack = window + 1
     options: dict[int, list[int]] = {}
     candidates: list[tuple[float, int, int, int]] = []
     for row_index, row in enumerate(ledger_rows):
         line = row.line
+        found = by_key.get((line.from_channel, line.to_channel))
+        if found is None:
+            continue
+        times, indexes = found
         scored: list[tuple[float, int]] = []
-        for pay_index in by_key.get((line.from_channel, line.to_channel), ()):
-            payment = payments[pay_index]
-            amount_msat, _fee = _payment_msat(payment)
-            if abs(amount_msat - line.amount_msat) >= _MSAT_TOLERANCE:
+        low = bisect_left(times, line.timestamp - slack)
+        high = bisect_right(times, line.timestamp + slack, lo=low)
+        for at, pay_index in zip(times[low:high], indexes[low:high], strict=True):
+            if abs(amounts[pay_index] - line.amount_msat) >= _MSAT_TOLERANCE:
                 continue
-            gap = abs(line.timestamp - payment.creation_date.timestamp())
+            gap = abs(line.timestamp - at)
             if gap <= window:
                 scored.append((gap, pay_index))
                 candidates.append((gap, row.id, pay_index, row_index))
@@ -327,21 +350,48 @@ def match_ledger(
     for _gap, _id, pay_index, row_index in candidates:
         if row_index not in matched and pay_index not in owner:
             matched[row_index], owner[pay_index] = pay_index, row_index
-
-    def augment(row_index: int, seen: set[int]) -> bool:
-        for pay_index in options[row_index]:
-            if pay_index in seen:
-                continue
-            seen.add(pay_index)
-            if pay_index not in owner or augment(owner[pay_index], seen):
-                matched[row_index], owner[pay_index] = pay_index, row_index
-                return True
-        return False
-
     for row_index in sorted(options):
         if row_index not in matched:
-            augment(row_index, set())
+            _augment(row_index, options, matched, owner)
     return matched
+
+
+def _augment(
+    root: int, options: Mapping[int, list[int]], matched: dict[int, int], owner: dict[int, int]
+) -> bool:
+    """Kuhn's augmenting path from an unmatched row, depth first in `options` order.
+
+    Iterative (a recursive search overflows Python's stack on a long chain of rows that
+    share payments); it visits payments in exactly the order the recursive form would.
+    """
+    seen: set[int] = set()
+    # Each frame: a row and the position of the next option to try.
+    stack: list[list[int]] = [[root, 0]]
+    path: list[int] = []  # the payment each frame below the top is trying to take over
+    while stack:
+        frame = stack[-1]
+        row_index, position = frame
+        choices = options[row_index]
+        if position == len(choices):
+            stack.pop()
+            if path:
+                path.pop()
+            continue
+        frame[1] = position + 1
+        pay_index = choices[position]
+        if pay_index in seen:
+            continue
+        seen.add(pay_index)
+        holder = owner.get(pay_index)
+        if holder is None:
+            # Free payment: flip every edge along the path, deepest first.
+            path.append(pay_index)
+            for (row, _pos), pay in zip(reversed(stack), reversed(path), strict=True):
+                matched[row], owner[pay] = pay, row
+            return True
+        path.append(pay_index)
+        stack.append([holder, 0])
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,36 +463,96 @@ def compute_day(
     so pairs that straddle midnight match; everything is cut to the day here. Non-rebalance
     and unsucceeded payments, and unsucceeded LNDg rows, are ignored.
     """
-    start, end = day_bounds(day, zone)
-    start_ts, end_ts = start.timestamp(), end.timestamp()
     paid = authorship(payments, lndg_rebalances, ledger_rows, match_window_seconds)
-    node = lndg = daemon = unmatched = Share()
+    return split_days(paid, [day], zone, runs)[0]
+
+
+def compute_days(
+    days: Sequence[date],
+    zone: tzinfo,
+    payments: Iterable[Payment],
+    lndg_rebalances: Iterable[LndgRebalance],
+    ledger_rows: Iterable[Rebalance],
+    runs: Iterable[RunResult],
+    match_window_seconds: float = DEFAULT_MATCH_WINDOW_SECONDS,
+) -> list[DayReport]:
+    """`compute_day` for each of `days` from one attribution of the whole input: the same
+    figures, since each day's report attributes the same inputs and keeps its own day."""
+    paid = authorship(payments, lndg_rebalances, ledger_rows, match_window_seconds)
+    return split_days(paid, days, zone, runs)
+
+
+class DayIndex:
+    """Which of some distinct local days an instant falls in, by bisecting their boundaries
+    (`day_bounds`, so a day holds exactly what `start <= moment < end` would give it)."""
+
+    def __init__(self, days: Sequence[date], zone: tzinfo) -> None:
+        bounds = sorted((day_bounds(day, zone), n) for n, day in enumerate(days))
+        self.starts = [start for (start, _end), _n in bounds]
+        self.ends = [end for (_start, end), _n in bounds]
+        self.start_ts = [start.timestamp() for start in self.starts]
+        self.end_ts = [end.timestamp() for end in self.ends]
+        self.order = [n for _bounds, n in bounds]
+
+    def at(self, moment: datetime) -> int | None:
+        """The position in `days` of the day holding `moment`, None outside them all."""
+        slot = bisect_right(self.starts, moment) - 1
+        if slot < 0 or not moment < self.ends[slot]:
+            return None
+        return self.order[slot]
+
+    def at_ts(self, timestamp: float) -> int | None:
+        """`at` for a POSIX timestamp (ledger rows and runs keep those)."""
+        slot = bisect_right(self.start_ts, timestamp) - 1
+        if slot < 0 or not timestamp < self.end_ts[slot]:
+            return None
+        return self.order[slot]
+
+
+def split_days(
+    paid: Authorship, days: Sequence[date], zone: tzinfo, runs: Iterable[RunResult] = ()
+) -> list[DayReport]:
+    """One attribution cut into the reports of `days` (in that order): each payment on the
+    day of its `creation_date`, an unmatched row and a run on the day of their own time."""
+    index = DayIndex(days, zone)
+    node = [Share() for _ in days]
+    lndg = [Share() for _ in days]
+    daemon = [Share() for _ in days]
+    unmatched = [Share() for _ in days]
+    day_runs: list[list[RunResult]] = [[] for _ in days]
     for payment in paid.rebalances:
-        if not start <= payment.creation_date < end:
+        slot = index.at(payment.creation_date)
+        if slot is None:
             continue
         amount_msat, fee_msat = _payment_msat(payment)
         one = Share(1, amount_msat, fee_msat)
-        node += one
+        node[slot] += one
         tool = paid.tool(payment)
         if tool == "lndg":
-            lndg += one
+            lndg[slot] += one
         elif tool == "daemon":
-            daemon += one
+            daemon[slot] += one
     for row in paid.unmatched:
-        if start_ts <= row.line.timestamp < end_ts:
-            unmatched += Share(1, row.line.amount_msat, row.line.fees_msat)
-    other = node - lndg - daemon
-    day_runs = [run for run in runs if start_ts <= run.started_at < end_ts]
-    return DayReport(
-        day=day,
-        zone_name=zone_name(zone),
-        node=node + unmatched,
-        lndg=lndg,
-        daemon=daemon + unmatched,
-        other=other,
-        unmatched=unmatched,
-        runs=run_stats(day_runs),
-    )
+        slot = index.at_ts(row.line.timestamp)
+        if slot is not None:
+            unmatched[slot] += Share(1, row.line.amount_msat, row.line.fees_msat)
+    for run in runs:
+        slot = index.at_ts(run.started_at)
+        if slot is not None:
+            day_runs[slot].append(run)
+    return [
+        DayReport(
+            day=day,
+            zone_name=zone_name(zone),
+            node=node[n] + unmatched[n],
+            lndg=lndg[n],
+            daemon=daemon[n] + unmatched[n],
+            other=node[n] - lndg[n] - daemon[n],
+            unmatched=unmatched[n],
+            runs=run_stats(day_runs[n]),
+        )
+        for n, day in enumerate(days)
+    ]
 
 
 def combine(reports: Sequence[DayReport]) -> DayReport:
@@ -556,10 +666,15 @@ def money_lines(report: DayReport) -> list[str]:
         if not report.money_error:
             return []
         return [f"Routing revenue: not read from LNDg ({report.money_error})"]
+    share = (
+        ", with no revenue to set it against"
+        if report.cost_share is None
+        else f" = {fmt.pct(report.cost_share)} of it"
+    )
     lines = [
-        f"Routing revenue: {fmt.fee(money.revenue_msat / 1000)} from {money.forwards} "
+        f"Routing revenue: {fmt.fee(money.revenue_msat / 1000)} from {money.forwards:,} "
         f"forward{'' if money.forwards == 1 else 's'}; rebalancing cost "
-        f"{fmt.fee(report.node.fee_sat)} = {fmt.pct(report.cost_share)} of it"
+        f"{fmt.fee(report.node.fee_sat)}{share}"
     ]
     if report.days == 1:
         lines.append(f"Worst net {money.window_days} d: {_nets(money.worst)}")

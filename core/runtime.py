@@ -25,18 +25,21 @@ from core.daemon import STOP_GRACE_SECONDS, Services, open_services
 from core.engine import Engine
 from core.events import DaemonStarted, DaemonStopping, Mode, ReportReady
 from core.feed import Episodes, Feed, FeedPump, LogSink, Sink
+from core.lndg_pace import sleep_warning
 from core.metrics import DaemonCollector, daemon_registry
 from core.metrics_server import MetricsServer
 from core.report_delivery import Reporter, ReportUnavailable
 from core.report_figures import DayReport, format_summary
 from core.sd_notify import Notifier
 from core.settings import Settings
+from core.state import StateStore
 
 log = logging.getLogger("core.runtime")
 
 LEDGER_POLL_SECONDS = 1.0
 FEED_FLUSH_SECONDS = 1.0
 REPORT_CHECK_SECONDS = 60.0
+PRUNE_SECONDS = 86_400.0  # run records are pruned once a day (and a minute after start)
 REPORT_RETRY_SECONDS = 600
 # The shutdown notice gets this long to leave before the process exits.
 FAREWELL_SECONDS = 2.0
@@ -234,6 +237,8 @@ class Runtime:
         _every(scheduler, "ledger", LEDGER_POLL_SECONDS, _guarded("ledger", engine.poll_ledger))
         _every(scheduler, "feed", FEED_FLUSH_SECONDS, _guarded("feed", pump.flush), first=0.5)
         _every(scheduler, "report", REPORT_CHECK_SECONDS, _guarded("report", reports.tick), 5)
+        prune = _guarded("prune", lambda: prune_runs(engine.store, settings.run_retention_days))
+        _every(scheduler, "prune", PRUNE_SECONDS, prune, first=60)
         services.reporter.begin(dt.datetime.now(dt.UTC))
         mode = self._mode(control)
         engine.events.emit(DaemonStarted(mode, settings.sleep_seconds, settings.max_workers))
@@ -245,6 +250,8 @@ class Runtime:
             settings.sleep_seconds,
             settings.max_workers,
         )
+        if (pace := sleep_warning(settings.sleep_seconds)) is not None:
+            log.warning("%s", pace)
         cycling = asyncio.create_task(cycles.run(), name="cycles")
         if face is not None:
             face.start(control, services.reporter, self.stop)
@@ -282,6 +289,15 @@ class Runtime:
             return task
 
         return start
+
+
+def prune_runs(store: StateStore, retention_days: int, now: float | None = None) -> int:
+    """Delete run records older than RUN_RETENTION_DAYS (the ledger stays); logs how many."""
+    before = (time.time() if now is None else now) - retention_days * 86_400
+    deleted = store.prune_runs(before)
+    if deleted:
+        log.info("pruned %d run records older than %d days", deleted, retention_days)
+    return deleted
 
 
 def _in(seconds: float) -> dt.datetime:

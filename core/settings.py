@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     stat_file: Path | None = None
     worker_log_max_bytes: int = Field(default=1_000_000, ge=10_000)
+    # Runs (attempts) older than this are deleted once a day; the ledger is kept forever.
+    run_retention_days: int = Field(default=90, ge=7, le=36_500)
 
     # Chat and report
     notify_min_sats: int = Field(default=0, ge=0)

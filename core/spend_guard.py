@@ -45,6 +45,9 @@ log = logging.getLogger("core.spend_guard")
 SETTINGS_SECONDS = 600.0
 EARNINGS_SECONDS = 600.0
 OPEN_ATTEMPTS_SECONDS = 60.0
+# LNDg syncs LND's payments about every 20 s: our rows this much older than a read may not
+# have been in it yet.
+LNDG_SYNC_MARGIN_SECONDS = 60.0
 
 
 class SpendingReads(Protocol):
@@ -83,6 +86,7 @@ class SpendGuard:
         )
         self.lndg_peers: frozenset[str] = frozenset()
         self._earnings_read = False  # until then, with the budget on, nothing is spent blind
+        self._earnings_at = 0.0  # when the figures were read: our fees since then are added
         self._read_at: dict[str, float] = {}
 
     @property
@@ -102,6 +106,7 @@ class SpendGuard:
             )
             if read is not None:
                 self.earnings, self._earnings_read = read, True
+                self._earnings_at = now
         if self._due("open", OPEN_ATTEMPTS_SECONDS, now):
             attempts = await self._read(
                 "LNDg's rebalancer attempts in flight", self.lndg.fetch_open_rebalances(), None
@@ -151,6 +156,7 @@ class SpendGuard:
         """Why each target the pairing rule gives is not rebalanced now (absent: it may be)."""
         daily = self.daily(now)
         unknown = self.earnings.enabled and not self._earnings_read
+        earnings = self._earnings_now() if self.earnings.enabled and not unknown else None
         found: dict[str, Skip] = {}
         for channel in channels:
             if not (is_usable(channel) and is_target(channel)):
@@ -159,7 +165,7 @@ class SpendGuard:
                 channel,
                 self.ar,
                 fee_policy=self.policy,
-                earnings=None if unknown else self.earnings,
+                earnings=earnings,
                 daily=daily,
                 lndg_peers=self.lndg_peers,
             )
@@ -168,6 +174,17 @@ class SpendGuard:
             if reasons:
                 found[channel.chan_id] = reasons[0]
         return found
+
+    def _earnings_now(self) -> EarningsBudget:
+        """The last read plus this daemon's fees since (its ledger): the forwards and payments
+        are read every EARNINGS_SECONDS, and between two reads runs keep paying. Rows LNDg
+        had not synced at the read may count twice; a budget errs on the side of spending less.
+        """
+        spent: dict[str, int] = {}
+        for row in self.store.ledger(since=self._earnings_at - LNDG_SYNC_MARGIN_SECONDS):
+            target = row.line.to_channel
+            spent[target] = spent.get(target, 0) + row.line.fees_msat
+        return self.earnings.plus_spent(spent)
 
     def pair_skip(self, pair: Pair) -> Skip | None:
         """A pair whose run could pay no fee above the peer's (the template's own limit)."""

@@ -42,7 +42,7 @@ import enum
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -473,6 +473,16 @@ class EarningsBudget:
     @property
     def enabled(self) -> bool:
         return self.ratio > 0
+
+    def plus_spent(self, spent_msat: Mapping[str, int]) -> EarningsBudget:
+        """The budget with fees LNDg has not shown yet added (this daemon's own, since the read)."""
+        if not spent_msat:
+            return self
+        figures = dict(self.by_target)
+        for chan_id, msat in spent_msat.items():
+            known = figures.get(chan_id, Earnings())
+            figures[chan_id] = Earnings(known.earned_msat, known.spent_msat + msat)
+        return replace(self, by_target=figures)
 
     def earnings(self, chan_id: str) -> Earnings:
         """The target's figures over the window (zeros when nothing was recorded)."""

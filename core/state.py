@@ -376,6 +376,14 @@ class StateStore:
             for s, t, start, end, code, outcome, line in rows
         ]
 
+    def prune_runs(self, before: float) -> int:
+        """Delete the runs started before `before` (a POSIX time); the number deleted.
+
+        The ledger is never pruned: it is the record of what was paid.
+        """
+        with self._transaction() as db:
+            return db.execute("DELETE FROM runs WHERE started_at < ?", (before,)).rowcount
+
     def run_covering(self, source: str, target: str, ts: int) -> int | None:
         """The id of the recorded run of (source, target) that was going at `ts`, if any.
 

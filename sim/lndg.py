@@ -11,6 +11,9 @@ What it reproduces, and why it matters to a client:
   newest first, channels and settings in the order they were added (LNDg sets no ordering).
 - `GET /api/settings/<key>/` with the key percent-decoded as Django does (`AR-Target%25`
   is `AR-Target%`), and the setting URLs encoded the same way.
+- `GET /api/channels/<chan_id>/`: one channel serialised as a row of the list (LNDg's
+  ChannelsViewSet is a ReadOnlyModelViewSet keyed by chan_id, so the list's filters do not
+  apply); an unknown id is 404 `{"detail": "Not found."}`.
 - django-filter parsing: a boolean filter only understands true/false/1/0 (any case); any other
   value makes the filter silently inactive (real behaviour, so `is_open=maybe` returns every row).
   Number and date filters reject malformed values with 400 `{"status": ["Enter a number."]}` /
@@ -29,7 +32,9 @@ What it reproduces, and why it matters to a client:
   slash-terminated path (APPEND_SLASH), and `PUT /api/channels/<chan_id>/` whose validation
   errors come back as HTTP 200 with a field-error body, as LNDg's view does.
 
-Tests drive faults through `fault` / `fault_count` (see `FAULTS`). Run as a process with
+Every request is logged in `requests` and every answer's size in `replies`, so tests and the
+bench can count what a client costs LNDg (`traffic`). Tests drive faults through `fault` /
+`fault_count` (see `FAULTS`). Run as a process with
 `python -m sim.lndg --channels FILE.json [--port N] [--ready-file PATH]`.
 """
 
@@ -733,6 +738,15 @@ class RecordedRequest(NamedTuple):
     authorized: bool
 
 
+class RecordedReply(NamedTuple):
+    """One answer the fake gave: the request's method and path, the status, the body's bytes."""
+
+    method: str
+    path: str
+    status: int
+    body_bytes: int
+
+
 class _Request(NamedTuple):
     method: str
     target: str
@@ -813,6 +827,7 @@ class FakeLndg:
         self.password = password
         self.nologin = nologin
         self.requests: list[RecordedRequest] = []
+        self.replies: list[RecordedReply] = []  # in the order the answers were made
         self.lock = threading.RLock()
         self.slow_seconds = 5.0
         self.trickle_seconds = 2.0
@@ -946,10 +961,20 @@ class FakeLndg:
             self._in_flight += 1
             self.max_concurrent = max(self.max_concurrent, self._in_flight)
         try:
-            return self._answer(method, target, headers, body)
+            reply = self._answer(method, target, headers, body)
         finally:
             with self.lock:
                 self._in_flight -= 1
+        size = 0 if method == "HEAD" else len(reply.body)
+        with self.lock:  # logged before the answer is sent: a client never outruns the log
+            self.replies.append(RecordedReply(method, target, reply.status, size))
+        return reply
+
+    def traffic(self, path: Callable[[str], bool] = lambda _path: True) -> tuple[int, int]:
+        """(answers, body bytes) of the logged replies whose path (with query) `path` accepts."""
+        with self.lock:
+            chosen = [r for r in self.replies if path(r.path)]
+        return len(chosen), sum(r.body_bytes for r in chosen)
 
     def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
         parts = urlsplit(target)

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # One pattern per figure the issue asks for; each must be printed.
 FIGURES = [
-    r"^earn 40 channels \(1 node, route success per pair\), 1.5 h: net earnings \(sat, mean ± sd\): "
+    r"^earn 40 channels \(1 node, route success per pair\), 1.5 h: net earnings "
+    r"\(sat, mean ± sd\): "
     r"daemon -?[\d,]+ ± [\d,]+; daemon with history .*; daemon, EARNINGS_BUDGET_RATIO=1 .*; "
     r"original \(current\) .*; LNDg AR .*; original \(early\) -?[\d,]+ ± [\d,]+$",
     r"^earn 150 channels .*, 1.5 h: revenue lost to depleted channels \(sat, mean ± sd\): daemon ",
@@ -39,6 +40,13 @@ FIGURES = [
     r"^planning 1500 channels .*next pairs [\d.]+ ms.*\[target <= 20 ms: (PASS|FAIL)\]",
     r"^fetch 1500 channels from the loopback LNDg: \d+ ms",
     r"^fetch \+ plan 1500 channels: \d+ ms.*\[target <= 300 ms: (PASS|FAIL)\]",
+    r"^lndg 1500 channels idle \(\d+ runs, \d+ successes per h\): before \d+ list \+ \d+ detail "
+    r"reads, [\d.]+ MB per h; after \d+ list \+ \d+ detail reads, [\d.]+ MB per h",
+    r"^lndg 1500 channels under load .*: before .* MB per h; after .* MB per h; [\d.]+x fewer "
+    r"bytes  \[target >= 10x: (PASS|FAIL)\]",
+    r"^report 30d at [\d,]+ ledger rows \([\d,]+ LNDg payments\): [\d.]+ s .*"
+    r"\[target < 1 s: (PASS|FAIL)\]",
+    r"^report 30d at [\d,]+ ledger rows: longest event-loop stall while it ran \d+ ms",
     r"^stat line -> chat message \(6 lines\): p50 [\d.]+ s, p95 [\d.]+ s",
     r"^idle resident memory .*: \d+ MB",
     r"^idle CPU: [\d.]+ % of one core",

@@ -124,6 +124,8 @@ def test_daemon_runs_the_pairs_with_right_configs_never_sharing_a_channel(node: 
         code, seconds = daemon.stop()
     assert code == 0
     assert seconds < 10
+    # SLEEP_SECONDS is 2 here: one line at start says why that loads LNDg
+    assert daemon.output.count("SLEEP_SECONDS=2 is below 60: LNDg syncs with LND only") == 1
     runs = node.runs_recorded()
     first_cycle = {(r["config"]["from"][0], r["config"]["to"][0]) for r in runs[:4]}
     # one run per target; sources spread over the targets, most surplus first
@@ -269,6 +271,11 @@ def test_report_command_splits_the_node_total_into_shares(tmp_path: Path) -> Non
         "LNDg: 1 · 30,000 sat · 3.2 sat fees (106 ppm)",
         "Other tools: 1 · 20,000 sat · 4 sat fees (200 ppm)",
         "Runs: none",
+        # no forwards in LNDg; all three payments went into TargetB: 12.5 + 3.2 + 4 sat
+        "Routing revenue: 0 sat from 0 forwards; rebalancing cost 19.7 sat, with no revenue to "
+        "set it against",
+        "Worst net 7 d: TargetB -19.7 sat",
+        "Best net 7 d: none",
     ]
     # in Berlin (UTC+1) the other tool's 23:30 UTC payment falls on the 25th
     assert "Other tools: 0" in berlin.stdout.splitlines()

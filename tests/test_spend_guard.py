@@ -274,3 +274,29 @@ async def test_reads_that_fail_keep_the_last_figures_and_say_so(
     assert guard.lndg_peers == frozenset({"02" + "44" * 32})
     assert guard.earnings.ratio == 2
     assert caplog.text.count("not read, keeping the last figures") == 3
+
+
+async def test_our_own_fees_count_against_the_earnings_budget_before_lndg_shows_them(
+    tmp_path: Path, lndg: FakeLndg
+) -> None:
+    now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+    clock = [now.timestamp()]
+    day = dt.timedelta(days=1)
+    # Tight earned 100 sat and cost 99 in LNDg's figures: within a budget of 1 x earned
+    lndg.forwards.append(
+        forward_row(chan_id_in=SOURCE, chan_id_out=TIGHT, fee=100, forward_date=now - day)
+    )
+    lndg.payments.append(payment_row(rebal_chan=TIGHT, fee=99, creation_date=now - 4 * day))
+    async with engine_on(tmp_path, lndg, clock, earnings_budget_ratio=1) as (engine, runner, ev):
+        await engine.cycle()
+        assert TIGHT in runner.limits()
+        assert TIGHT not in engine.skipped
+        # two minutes later a run of ours paid 2 sat into Tight; LNDg's figures are cached
+        # for 10 minutes and would not show it yet: 99 + 2 = 101 sat > 100 sat earned
+        clock[0] += 120
+        line = StatLine(int(clock[0]), SOURCE, TIGHT, 50_000_000, 2_000)
+        read_from = engine.store.stat_position()
+        engine.store.record_stat_lines([(line, "Source", "Tight")], (1, 100), read_from=read_from)
+        await engine.channels()
+        assert engine.skipped[TIGHT].describe() == "spent 101 sat, earned 100 sat in 30 d"
+        assert "Tight: spent 101 sat, earned 100 sat in 30 d: paused" in alerts(ev)
