@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from telegram import Update
 
 from bench.reports import MemoryLndg, seed_node
@@ -53,6 +55,7 @@ class Announcing(MemoryLndg):
         return await super().fetch_forwards(since, until)
 
 
+@pytest.mark.soak  # 100,000 ledger rows: the slow lane (`make test`)
 async def test_status_is_answered_while_report_30d_runs(tmp_path: Path) -> None:
     settings = load_settings(
         None,
