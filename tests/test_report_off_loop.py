@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from telegram import Update
 
 from bench.reports import MemoryLndg, seed_node
