@@ -607,7 +607,7 @@ class SimRunner:
                 if spent + success >= config.timeout_seconds:
                     break
                 await asyncio.sleep(spent + success)
-                if await self._pay(rng, source, target, amounts[source]):
+                if await self._pay(rng, source, target, amounts[source], pair.rapid is not False):
                     fee = node.fee_sat(source, target, amounts[source])
                     ppm = fee * 1_000_000 // amounts[source]
                     return 0, Outcome.SUCCESS, success_line(fee, ppm)
@@ -630,12 +630,15 @@ class SimRunner:
     async def stop_all(self) -> None:
         """Nothing to stop: simulated runs end when their task is cancelled."""
 
-    async def _pay(self, rng: random.Random, source: str, target: str, amount: int) -> bool:
+    async def _pay(
+        self, rng: random.Random, source: str, target: str, amount: int, rapid: bool = True
+    ) -> bool:
         node, loop = self.node, asyncio.get_running_loop()
         if node.headroom(source, target) < amount:
             return False
         node.rebalance(source, target, amount, loop.time(), self.meter)
-        for _ in range(self.config.rapid_steps):
+        # allow_rapid_rebalance false (a run its earnings budget limits): one payment only
+        for _ in range(self.config.rapid_steps if rapid else 0):
             amount *= 2
             await asyncio.sleep(RAPID_STEP_SECONDS)
             if node.headroom(source, target) < amount:

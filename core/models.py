@@ -97,6 +97,9 @@ class Pair:
     # This run's own limits (FEE_POLICY=lndg, core.spending.run_limits); None: the template's.
     fee_limit_ppm: int | None = None
     amount: int | None = None
+    # False: this run must not double its amount (regolancer's allow_rapid_rebalance), because
+    # its earnings budget could not pay for it; None: the template's.
+    rapid: bool | None = None
 
     @property
     def key(self) -> tuple[str, str]:

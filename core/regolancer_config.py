@@ -193,12 +193,15 @@ def build_config(
     - `amount` is written as a JSON integer and `rel_amount_to`/`rel_amount_from` dropped
       (regolancer refuses both kinds together).
     Both must be > 0: regolancer reads 0 as "use the default", which for the fee is no cap.
+    A pair with `rapid` False gets `allow_rapid_rebalance` false (its budget allows one step).
     """
     config = copy.deepcopy(dict(template))
     config.pop("perc", None)
     if fee_limit_ppm is not None:
         config["fee_limit_ppm"] = _positive_int("fee_limit_ppm", fee_limit_ppm)
         config.pop("econ_ratio_max_ppm", None)
+    if pair.rapid is False:
+        config["allow_rapid_rebalance"] = False
     if amount is not None:
         config["amount"] = _positive_int("amount", amount)
         config.pop("rel_amount_to", None)

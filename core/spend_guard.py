@@ -27,6 +27,7 @@ from core.pairing import is_target, is_usable
 from core.report_figures import day_bounds
 from core.settings import Settings
 from core.spending import (
+    BudgetLeftTooSmall,
     DailyBudget,
     EarningsBudget,
     EarningsNotRead,
@@ -37,6 +38,7 @@ from core.spending import (
     pair_skip,
     run_limits,
     target_skips,
+    within_headroom,
 )
 from core.state import StateStore
 
@@ -187,12 +189,33 @@ class SpendGuard:
         return self.earnings.plus_spent(spent)
 
     def pair_skip(self, pair: Pair) -> Skip | None:
-        """A pair whose run could pay no fee above the peer's (the template's own limit)."""
-        return pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
+        """A pair whose run could pay no fee above the peer's (the template's own limit), or
+        whose target's earnings budget has too little left for one run."""
+        skip = pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
+        if skip is not None:
+            return skip
+        limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
+        headroom = self._headroom(pair)
+        if headroom is None or within_headroom(limits, pair.target, headroom, self._min_amount):
+            return None
+        assert limits.fee_limit_ppm is not None
+        return BudgetLeftTooSmall(headroom, self._min_amount, limits.fee_limit_ppm)
 
     def with_limits(self, pair: Pair) -> Pair:
-        """The pair with its run's own fee limit and amount (FEE_POLICY=lndg)."""
+        """The pair with its run's own fee limit and amount (FEE_POLICY=lndg), the amount cut
+        so its fees stay within the target's earnings budget (then no rapid rebalancing unless
+        the budget pays for all the target's room)."""
         limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
+        rapid: bool | None = None
+        headroom = self._headroom(pair)
+        cut = (
+            None
+            if headroom is None
+            else within_headroom(limits, pair.target, headroom, self._min_amount)
+        )
+        if cut is not None:
+            limits, allowed = cut
+            rapid = None if allowed else False
         return Pair(
             pair.source,
             pair.target,
@@ -200,4 +223,21 @@ class SpendGuard:
             pair.pto,
             fee_limit_ppm=limits.fee_limit_ppm,
             amount=limits.amount,
+            rapid=rapid,
         )
+
+    @property
+    def _min_amount(self) -> int:
+        value = self.template.get("min_amount")
+        return value if isinstance(value, int) and value > 0 else 1
+
+    def _headroom(self, pair: Pair) -> int | None:
+        """msat the target may still cost (EARNINGS_BUDGET_RATIO, FEE_POLICY=lndg); None: no
+        limit from the budget (off, not read yet, or the template's own fee keys)."""
+        if (
+            not self.earnings.enabled
+            or not self._earnings_read
+            or self.policy is FeePolicy.TEMPLATE
+        ):
+            return None
+        return self._earnings_now().headroom_msat(pair.target.chan_id)

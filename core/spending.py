@@ -180,6 +180,26 @@ def run_limits(
     return RunLimits(fee_limit, run_amount(target, template, settings))
 
 
+def within_headroom(
+    limits: RunLimits, target: Channel, headroom_msat: int, min_amount: int
+) -> tuple[RunLimits, bool] | None:
+    """A run's limits cut so its fees cannot take the target over its earnings budget.
+
+    At its fee limit a run of `amount` sats pays at most amount x ppm / 1,000 msat; the amount
+    is lowered until that fits the headroom (None: not even `min_amount` fits, no run).
+    Rapid rebalancing doubles the amount on the same route up to the target's room (its remote
+    balance), so it stays allowed (True) only when the headroom pays for all of that.
+    """
+    ppm, amount = limits.fee_limit_ppm, limits.amount
+    if ppm is None or amount is None or ppm <= 0:
+        return limits, True
+    affordable = headroom_msat * 1000 // ppm  # sats whose fee at `ppm` fits the headroom
+    if affordable < max(min_amount, 1):
+        return None
+    rapid = affordable >= target.remote_balance
+    return RunLimits(ppm, min(amount, affordable)), rapid
+
+
 # ---------------------------------------------------------------------------------------------
 # Why a target or a pair is skipped
 
@@ -255,6 +275,22 @@ class OverEarningsBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetLeftTooSmall:
+    """What is left of the target's earnings budget cannot pay one run of the smallest amount."""
+
+    reason: ClassVar[SkipReason] = SkipReason.EARNINGS_BUDGET
+    left_msat: int
+    min_amount: int
+    fee_limit_ppm: int
+
+    def describe(self) -> str:
+        return (
+            f"{fmt.fee(self.left_msat / 1000)} left of its earnings budget: not the fee of "
+            f"{fmt.sats(max(self.min_amount, 1))} at {fmt.ppm(self.fee_limit_ppm)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EarningsNotRead:
     """The earnings budget is on and LNDg's forwards were never read: nothing is spent blind."""
 
@@ -295,6 +331,7 @@ Skip = (
     Uneconomic
     | TemplateLimit
     | OverEarningsBudget
+    | BudgetLeftTooSmall
     | EarningsNotRead
     | LndgWorking
     | DailyBudgetReached
@@ -483,6 +520,13 @@ class EarningsBudget:
             known = figures.get(chan_id, Earnings())
             figures[chan_id] = Earnings(known.earned_msat, known.spent_msat + msat)
         return replace(self, by_target=figures)
+
+    def headroom_msat(self, chan_id: str) -> int | None:
+        """What the target may still cost before spent reaches k x earned; None: budget off."""
+        if not self.enabled:
+            return None
+        figures = self.earnings(chan_id)
+        return max(math.floor(_exact(self.ratio) * figures.earned_msat) - figures.spent_msat, 0)
 
     def earnings(self, chan_id: str) -> Earnings:
         """The target's figures over the window (zeros when nothing was recorded)."""

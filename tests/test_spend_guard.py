@@ -214,7 +214,7 @@ async def test_the_earnings_budget_pauses_a_target_that_cost_more_than_it_earned
     clock = [now.timestamp()]
     day = dt.timedelta(days=1)
     # Bitrefill earned 1,000.5 + 628.5 = 1,629 sat and cost 2,000 + 16 = 2,016 sat in 30 days
-    # (a forward 31 days old does not count); Tight earned 100 sat and cost 99.
+    # (a forward 31 days old does not count); Tight earned 100 sat and cost 50.
     lndg.forwards += [
         forward_row(chan_id_in=SOURCE, chan_id_out=LOOSE, fee=1000.5, forward_date=now - day),
         forward_row(chan_id_in=SOURCE, chan_id_out=LOOSE, fee=628.5, forward_date=now - 2 * day),
@@ -224,7 +224,7 @@ async def test_the_earnings_budget_pauses_a_target_that_cost_more_than_it_earned
     lndg.payments += [
         payment_row(rebal_chan=LOOSE, fee=2000, creation_date=now - 3 * day),
         payment_row(rebal_chan=LOOSE, fee=16, creation_date=now - 4 * day),
-        payment_row(rebal_chan=TIGHT, fee=99, creation_date=now - 4 * day),
+        payment_row(rebal_chan=TIGHT, fee=50, creation_date=now - 4 * day),
     ]
     async with engine_on(tmp_path, lndg, clock, earnings_budget_ratio=1) as (
         engine,
@@ -234,6 +234,10 @@ async def test_the_earnings_budget_pauses_a_target_that_cost_more_than_it_earned
         await engine.cycle()
         await engine.cycle()
     assert set(runner.limits()) == {TIGHT}
+    # 50 sat left pays 300 ppm on 166,666 sat: the 75,000 sat run fits, but not rapid
+    # rebalancing up to Tight's 990,000 sat of room
+    assert runner.limits()[TIGHT] == (300, 75_000)
+    assert {p.rapid for p in runner.pairs} == {False}
     assert engine.skipped[SILENT].describe() == "earned nothing in 30 d"
     assert sorted(alerts(events)) == [
         "Bitrefill: spent 2,016 sat, earned 1,629 sat in 30 d: paused",
@@ -282,21 +286,45 @@ async def test_our_own_fees_count_against_the_earnings_budget_before_lndg_shows_
     now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
     clock = [now.timestamp()]
     day = dt.timedelta(days=1)
-    # Tight earned 100 sat and cost 99 in LNDg's figures: within a budget of 1 x earned
+    # Tight earned 100 sat and cost 50 in LNDg's figures: within a budget of 1 x earned
     lndg.forwards.append(
         forward_row(chan_id_in=SOURCE, chan_id_out=TIGHT, fee=100, forward_date=now - day)
     )
-    lndg.payments.append(payment_row(rebal_chan=TIGHT, fee=99, creation_date=now - 4 * day))
+    lndg.payments.append(payment_row(rebal_chan=TIGHT, fee=50, creation_date=now - 4 * day))
     async with engine_on(tmp_path, lndg, clock, earnings_budget_ratio=1) as (engine, runner, ev):
         await engine.cycle()
         assert TIGHT in runner.limits()
         assert TIGHT not in engine.skipped
-        # two minutes later a run of ours paid 2 sat into Tight; LNDg's figures are cached
-        # for 10 minutes and would not show it yet: 99 + 2 = 101 sat > 100 sat earned
+        # two minutes later a run of ours paid 51 sat into Tight; LNDg's figures are cached
+        # for 10 minutes and would not show it yet: 50 + 51 = 101 sat > 100 sat earned
         clock[0] += 120
-        line = StatLine(int(clock[0]), SOURCE, TIGHT, 50_000_000, 2_000)
+        line = StatLine(int(clock[0]), SOURCE, TIGHT, 50_000_000, 51_000)
         read_from = engine.store.stat_position()
         engine.store.record_stat_lines([(line, "Source", "Tight")], (1, 100), read_from=read_from)
         await engine.channels()
         assert engine.skipped[TIGHT].describe() == "spent 101 sat, earned 100 sat in 30 d"
         assert "Tight: spent 101 sat, earned 100 sat in 30 d: paused" in alerts(ev)
+
+
+async def test_a_target_whose_budget_left_pays_no_run_is_not_started(
+    tmp_path: Path, lndg: FakeLndg
+) -> None:
+    now = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+    clock = [now.timestamp()]
+    day = dt.timedelta(days=1)
+    # Tight: earned 100 sat, cost 99: 1 sat left pays 300 ppm on 3,333 sat, below the
+    # template's min_amount of 40,000 sat
+    lndg.forwards.append(
+        forward_row(chan_id_in=SOURCE, chan_id_out=TIGHT, fee=100, forward_date=now - day)
+    )
+    lndg.payments.append(payment_row(rebal_chan=TIGHT, fee=99, creation_date=now - 4 * day))
+    async with engine_on(tmp_path, lndg, clock, earnings_budget_ratio=1) as (engine, runner, _):
+        await engine.cycle()
+        assert TIGHT not in runner.limits()
+        assert engine.guard is not None
+        planned = engine.plan(await engine.channels())
+        skip = engine.guard.pair_skip(next(p for p in planned if p.target.chan_id == TIGHT))
+    assert skip is not None
+    assert (
+        skip.describe() == "1 sat left of its earnings budget: not the fee of 40,000 sat at 300 ppm"
+    )

@@ -7,7 +7,9 @@ core/spending.py's docstring (LNDg's rebalancer.py, regolancer's routes.go and m
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.models import Channel, Rebalance, StatLine
+from core.models import Channel, Pair, Rebalance, StatLine
 from core.node_records import ArSettings, Forward, LndgRebalance, Payment
+from core.regolancer_config import build_config
 from core.spending import (
     DailyBudget,
     DailyBudgetReached,
@@ -39,7 +42,9 @@ from core.spending import (
     target_skip,
     target_skips,
     template_cap_ppm,
+    within_headroom,
 )
+from sim.lndg import channel_row
 from tests.test_pairing import channel as node_channel
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -549,3 +554,31 @@ def test_run_limits_bounds(
     else:
         with pytest.raises(ValueError, match="must be skipped"):
             run_limits(template, source(), channel, ar)
+
+
+def test_a_runs_amount_is_cut_to_what_its_earnings_budget_can_pay() -> None:
+    target = Channel.model_validate(
+        channel_row("7", capacity=1_000_000, local_balance=100_000, remote_balance=900_000)
+    )
+    limits = RunLimits(fee_limit_ppm=500, amount=200_000)
+    # 200,000 sat at 500 ppm could cost 100 sat
+    assert within_headroom(limits, target, 1_000_000, 10_000) == (limits, True)  # 1,000 sat left
+    # 60 sat left: 120,000 sat at 500 ppm; not the 900,000 sat of room rapid steps could fill
+    assert within_headroom(limits, target, 60_000, 10_000) == (RunLimits(500, 120_000), False)
+    # 450 sat left pays the fee of the whole room: rapid rebalancing may go on
+    assert within_headroom(limits, target, 450_000, 10_000) == (RunLimits(500, 200_000), True)
+    # 4.999 sat left: 9,998 sat, below min_amount 10,000: no run
+    assert within_headroom(limits, target, 4_999, 10_000) is None
+    # the template's own keys (FEE_POLICY=template): nothing to cut
+    assert within_headroom(RunLimits(), target, 0, 10_000) == (RunLimits(), True)
+
+
+def test_a_pair_without_rapid_rebalancing_writes_it_off() -> None:
+    source = Channel.model_validate(channel_row("1", local_balance=900_000))
+    target = Channel.model_validate(channel_row("2", local_balance=100_000))
+    pair = Pair(source, target, 50, 50, fee_limit_ppm=300, amount=50_000, rapid=False)
+    template = {"amount": 10_000, "allow_rapid_rebalance": True}
+    config = build_config(template, pair, Path("/tmp/stat.csv"), fee_limit_ppm=300, amount=50_000)
+    assert config["allow_rapid_rebalance"] is False
+    plain = build_config(template, replace(pair, rapid=None), Path("/tmp/stat.csv"))
+    assert plain["allow_rapid_rebalance"] is True
