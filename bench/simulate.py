@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 from bench.vclock import EPOCH, VirtualClockLoop
 from core.engine import Engine
 from core.history import Observation, from_lndg_failures, from_payments
-from core.models import Channel, Outcome, Pair, RunResult
+from core.models import Channel, Outcome, Pair, RunResult, StatLine
 from core.node_records import ArSettings, Forward, LndgRebalance, Payment
 from core.pairing import make_pair
 from core.planner import Planner, PlannerConfig, PolicySwitches
@@ -195,6 +195,7 @@ class SimNode(Node):
         self.payments: list[Payment] = []  # rebalances, as LNDg's /api/payments/ lists them
         self.lost_log: list[tuple[float, int]] = []  # (when, msat lost)
         self.paid_log: list[tuple[float, int, str]] = []  # (when, fee sat, target)
+        self.ledger: StateStore | None = None  # the daemon's, when a daemon runs on the node
         self._carry = 0.0  # demand volume not yet drawn
         if config.forward_history_days:
             self._plant_forwards(config.forward_history_days)
@@ -208,6 +209,13 @@ class SimNode(Node):
         self.move(source, target, amount, fee)
         self.fees_paid_sat += fee
         self.paid_log.append((now, fee, target))
+        if self.ledger is not None:
+            # regolancer's stat line, read into the daemon's ledger (its 1 s ledger poll)
+            line = StatLine(int(EPOCH + now), source, target, amount * 1000, fee * 1000)
+            read_from = self.ledger.stat_position()
+            self.ledger.record_stat_lines(
+                [(line, "", "")], (1, len(self.paid_log)), read_from=read_from
+            )
         self.payments.append(
             Payment(
                 payment_hash=f"{len(self.payments) + 1:064x}",
@@ -775,6 +783,7 @@ async def run_daemon(
     else:
         chosen = Planner(policy, parts)
     store = StateStore(data_dir / "state.sqlite3")
+    node.ledger = store  # the daemon sees its own rebalances as it would from regolancer's CSV
     runner = SimRunner(node, meter, config.seed)
     engine = Engine(
         settings,
