@@ -546,11 +546,11 @@ class Engine:
         excluded = self.excluded()
         for pair in self.planner.next_pairs(snapshot, busy, len(free), now, excluded):
             if self.guard is not None:
-                skip = self.guard.pair_skip(pair)
-                if skip is not None:  # the template's own limit leaves nothing to pay
-                    log.info("not started %s: %s", pair.log_line(), skip.describe())
+                ready = self.guard.for_run(pair)
+                if not isinstance(ready, Pair):  # nothing to pay with: a cap or the budget
+                    log.info("not started %s: %s", pair.log_line(), ready.describe())
                     continue
-                pair = self.guard.with_limits(pair)
+                pair = ready
             active = ActiveRun(pair, free.pop(0), now)
             self.planner.started(pair, now)
             task = asyncio.create_task(self._run(active), name=f"worker {active.worker}")

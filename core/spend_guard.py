@@ -188,32 +188,26 @@ class SpendGuard:
             spent[target] = spent.get(target, 0) + row.line.fees_msat
         return self.earnings.plus_spent(spent)
 
-    def pair_skip(self, pair: Pair) -> Skip | None:
-        """A pair whose run could pay no fee above the peer's (the template's own limit), or
-        whose target's earnings budget has too little left for one run."""
+    def for_run(self, pair: Pair) -> Pair | Skip:
+        """The pair as its run is started, or why it is not started.
+
+        Not started: no fee above the peer's (LNDg's cap, the template's own limit), or too
+        little left of the target's earnings budget for one run of `min_amount`. Started: with
+        its run's own fee limit and amount (FEE_POLICY=lndg), the amount cut so its fees stay
+        within that budget (then no rapid rebalancing unless the budget pays for all the
+        target's room).
+        """
         skip = pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
         if skip is not None:
             return skip
         limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
-        headroom = self._headroom(pair)
-        if headroom is None or within_headroom(limits, pair.target, headroom, self._min_amount):
-            return None
-        assert limits.fee_limit_ppm is not None
-        return BudgetLeftTooSmall(headroom, self._min_amount, limits.fee_limit_ppm)
-
-    def with_limits(self, pair: Pair) -> Pair:
-        """The pair with its run's own fee limit and amount (FEE_POLICY=lndg), the amount cut
-        so its fees stay within the target's earnings budget (then no rapid rebalancing unless
-        the budget pays for all the target's room)."""
-        limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
         rapid: bool | None = None
         headroom = self._headroom(pair)
-        cut = (
-            None
-            if headroom is None
-            else within_headroom(limits, pair.target, headroom, self._min_amount)
-        )
-        if cut is not None:
+        if headroom is not None:
+            cut = within_headroom(limits, pair.target, headroom, self._min_amount)
+            if cut is None:
+                assert limits.fee_limit_ppm is not None
+                return BudgetLeftTooSmall(headroom, self._min_amount, limits.fee_limit_ppm)
             limits, allowed = cut
             rapid = None if allowed else False
         return Pair(

@@ -323,8 +323,8 @@ async def test_a_target_whose_budget_left_pays_no_run_is_not_started(
         assert TIGHT not in runner.limits()
         assert engine.guard is not None
         planned = engine.plan(await engine.channels())
-        skip = engine.guard.pair_skip(next(p for p in planned if p.target.chan_id == TIGHT))
-    assert skip is not None
+        skip = engine.guard.for_run(next(p for p in planned if p.target.chan_id == TIGHT))
+    assert not isinstance(skip, Pair)
     assert (
         skip.describe() == "1 sat left of its earnings budget: not the fee of 40,000 sat at 300 ppm"
     )
