@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from core.chart import caption, render_chart_async
-from core.chart_data import ChartData, chart_data, chart_span
+from core.chart_data import ChartData, ChartDay, chart_data, chart_span
 from core.lndg import LndgError
 from core.models import Rebalance
 from core.node_records import Forward, LndgRebalance, Payment
-from core.report_figures import DEFAULT_MATCH_WINDOW_SECONDS, day_bounds
+from core.report_figures import DEFAULT_MATCH_WINDOW_SECONDS, DayReport, day_bounds, zone_name
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,29 @@ async def gather(
     )
 
 
+def chart_of_days(reports: Sequence[DayReport], zone: tzinfo) -> ChartData:
+    """The chart's figures from the daily reports of its days (oldest first), so the chart
+    and the text never disagree; a day without money lines leaves the revenue unknown."""
+    forwards_read = all(report.money is not None for report in reports)
+    days = tuple(
+        ChartDay(
+            report.day,
+            report.daemon,
+            report.lndg,
+            report.other,
+            report.money.revenue_msat if report.money is not None else 0,
+        )
+        for report in reports
+    )
+    notes = () if forwards_read else (NO_FORWARDS,)
+    return ChartData(days, zone_name(zone), forwards_read=forwards_read, notes=notes)
+
+
+async def render(data: ChartData) -> Chart:
+    """The PNG (drawn in a worker thread) and caption of `data`."""
+    return Chart(await render_chart_async(data), caption(data), data)
+
+
 async def build_chart(
     lndg: ChartReader,
     store: LedgerReader,
@@ -129,4 +152,4 @@ async def build_chart(
         chart_span(report_days),
         match_window_seconds=match_window_seconds,
     )
-    return Chart(await render_chart_async(data), caption(data), data)
+    return await render(data)

@@ -23,34 +23,31 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
 from core.chart import CHART_NAME
+from core.chart_data import chart_span
 from core.lndg import LndgError
 from core.node_records import Forward, LndgRebalance, Payment
-from core.pnl import days_money
-from core.report_chart import Chart, build_chart
+from core.report_chart import Chart, ChartReader, build_chart, chart_of_days, render
 from core.report_csv import CSV_NAME, atomic_write, write_day
 from core.report_figures import (
     DEFAULT_MATCH_WINDOW_SECONDS,
     DEFAULT_MAX_CATCH_UP,
     DayReport,
     combine,
-    compute_days,
-    day_bounds,
     due_days,
     latest_due_day,
 )
+from core.report_period import PeriodFigures
 from core.settings import Settings
 from core.state import StateStore
 
 logger = logging.getLogger(__name__)
 
 FIRST_DAY_KEY = "report_first_day"
-MONEY_WINDOW_DAYS = 7  # the worst and best nets of a daily report cover this many days
 
 
 class LndgReader(Protocol):
@@ -78,6 +75,24 @@ class ReportUnavailable(Exception):
         self.delivered = list(delivered)
 
 
+class _Unreadable:
+    """LNDg as it just failed: every read raises that error again at once."""
+
+    def __init__(self, error: LndgError) -> None:
+        self.error = error
+
+    async def fetch_payments(self, start: datetime, end: datetime) -> Sequence[Payment]:
+        raise self.error
+
+    async def fetch_rebalances(self, stop_after: datetime) -> Sequence[LndgRebalance]:
+        raise self.error
+
+    async def fetch_forwards(
+        self, since: datetime, until: datetime | None = None
+    ) -> Sequence[Forward]:
+        raise self.error
+
+
 class Reporter:
     """Builds daily reports and delivers the due ones; one per daemon."""
 
@@ -91,8 +106,10 @@ class Reporter:
         *,
         match_window_seconds: float = DEFAULT_MATCH_WINDOW_SECONDS,
         max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """Keep the collaborators; nothing is read or written yet."""
+        """Keep the collaborators; nothing is read or written yet. `clock` tells which
+        days are closed for good (their figures are stored, core.report_cache)."""
         self.data_dir = data_dir
         self.zone = zone
         self.report_time = report_time
@@ -100,6 +117,7 @@ class Reporter:
         self.lndg = lndg
         self.match_window_seconds = match_window_seconds
         self.max_catch_up = max_catch_up
+        self.figures = PeriodFigures(store, lndg, zone, match_window_seconds, clock)
         # One round at a time: the schedule and a chat command must not both send a day.
         self._lock = asyncio.Lock()
         # Days the chat accepted whose mark the database refused: never sent again.
@@ -123,63 +141,16 @@ class Reporter:
 
     # -- building ------------------------------------------------------------------------------
 
-    async def _compute(self, first: date, last: date, *, nets: bool = True) -> list[DayReport]:
-        """Daily reports for first..last from one fetch each of LNDg and the store.
-
-        Raises LndgError. Inputs reach a match window beyond the period, so rebalances that
-        straddle midnight are matched the same way whichever day is being reported. The
-        rows are read here, on the event loop (the store's connection stays on it); the
-        attribution runs in a worker thread so the chat keeps answering meanwhile.
-        `nets` False leaves out each day's worst and best nets (a summed report drops them).
-        """
-        margin = timedelta(seconds=self.match_window_seconds)
-        start = day_bounds(first, self.zone)[0] - margin
-        end = day_bounds(last, self.zone)[1] + margin
-        payments = await self.lndg.fetch_payments(start, end)
-        # Only membership of hashes matters; an LNDg rebalance stops after its payment starts.
-        rebalances = await self.lndg.fetch_rebalances(start)
-        ledger = self.store.ledger(start.timestamp(), end.timestamp() + 1)
-        runs = self.store.runs(start.timestamp(), end.timestamp())
-        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-        reports = await asyncio.to_thread(
-            compute_days,
-            days,
-            self.zone,
-            payments,
-            rebalances,
-            ledger,
-            runs,
-            self.match_window_seconds,
-        )
-        return await self._with_money(reports, first, last, nets=nets)
-
-    async def _with_money(
-        self, reports: list[DayReport], first: date, last: date, *, nets: bool = True
+    async def _compute(
+        self, first: date, last: date, *, nets: bool = True, fresh: bool = False
     ) -> list[DayReport]:
-        """Each report with its money lines, or with why they are missing: forwards that
-        cannot be read never hold back the rebalancing figures."""
-        week = timedelta(days=MONEY_WINDOW_DAYS - 1)
-        start = day_bounds(first - week, self.zone)[0]
-        end = day_bounds(last, self.zone)[1]
-        try:
-            forwards = await self.lndg.fetch_forwards(start, end)
-            payments = await self.lndg.fetch_payments(start, end)
-        except LndgError as exc:
-            logger.warning("daily report: forwards not read, money lines left out: %s", exc)
-            return [replace(report, money_error=str(exc)) for report in reports]
-        margin = self.match_window_seconds
-        ledger = self.store.ledger(start.timestamp() - margin, end.timestamp() + margin + 1)
-        money = await asyncio.to_thread(
-            days_money,
-            [report.day for report in reports],
-            self.zone,
-            forwards,
-            payments,
-            ledger,
-            MONEY_WINDOW_DAYS,
-            nets=nets,
-        )
-        return [replace(report, money=one) for report, one in zip(reports, money, strict=True)]
+        """Daily reports for first..last with their money lines: closed days from the state
+        database, the rest from one read of LNDg and the store (core.report_period).
+
+        Raises LndgError. `nets` False leaves out each day's worst and best nets (a summed
+        report drops them). `fresh`: all read afresh, as for the CSV rows of `build_days`.
+        """
+        return await self.figures.days(first, last, nets=nets, fresh=fresh)
 
     async def build_with_chart(self, day: date) -> tuple[DayReport, bytes]:
         """`build`, also returning the chart PNG (sent even when the file could not be written)."""
@@ -188,8 +159,12 @@ class Reporter:
 
     async def build_days(self, first: date, last: date) -> tuple[list[DayReport], bytes]:
         """The reports of first..last from one attribution, each written to the CSV, and the
-        chart of the last (written as `daily-report.png`). Raises LndgError (nothing written)."""
-        reports = await self._compute(first, last)
+        chart of the last (written as `daily-report.png`). Raises LndgError (nothing written).
+
+        The days themselves are read afresh (a rebuilt CSV row shows what LNDg caught up on
+        late, and refreshes the stored figures); the chart's other days may be stored ones.
+        """
+        reports = await self._compute(first, last, fresh=True)
         for report in reports:
             try:
                 write_day(self.csv_path, report)
@@ -205,17 +180,25 @@ class Reporter:
 
     async def chart(self, last_day: date, days: int = 1) -> Chart:
         """The chart for a report of `days` days ending with `last_day` (a one-day report
-        shows 30 days). Drawn from LNDg for the period; never raises for LNDg (the caption
-        says what could not be read). Writes nothing.
+        shows 30 days), from the same day figures as the report's text. Never raises for
+        LNDg or the state database: what could not be read is left out and the caption says
+        so (core.report_chart). Writes nothing.
         """
-        return await build_chart(
-            self.lndg,
-            self.store,
-            self.zone,
-            last_day,
-            days,
-            match_window_seconds=self.match_window_seconds,
-        )
+        first = last_day - timedelta(days=chart_span(days) - 1)
+        try:
+            reports = await self.figures.days(first, last_day, nets=False)
+        except (LndgError, sqlite3.Error) as exc:
+            # LNDg already had its round of retries: the fallback does not ask it again.
+            lndg: ChartReader = _Unreadable(exc) if isinstance(exc, LndgError) else self.lndg
+            return await build_chart(
+                lndg,
+                self.store,
+                self.zone,
+                last_day,
+                days,
+                match_window_seconds=self.match_window_seconds,
+            )
+        return await render(chart_of_days(reports, self.zone))
 
     async def build(self, day: date) -> DayReport:
         """The report of local day `day`; writes its CSV row and `daily-report.png`.

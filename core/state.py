@@ -69,6 +69,19 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE runs SET outcome = 'not_qualified'
     WHERE outcome = 'no_route' AND lower(last_line) LIKE '%no channelpairs available%';
     """,
+    # v3: closed days' report figures (core.report_cache), keyed by zone and match window.
+    """
+    CREATE TABLE report_days (
+        zone TEXT NOT NULL,
+        window REAL NOT NULL,
+        day TEXT NOT NULL,
+        figures TEXT NOT NULL,
+        ledger_mark INTEGER NOT NULL,
+        runs_mark INTEGER NOT NULL,
+        computed_at REAL NOT NULL,
+        PRIMARY KEY (zone, window, day)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -147,6 +160,33 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own, for a worker thread, in one read transaction.
+
+        WAL lets it read a consistent snapshot while this store's connection (the event
+        loop's) writes; `query_only` makes sure it never writes. Closed on exit.
+        """
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("PRAGMA query_only = 1")
+            db.execute("BEGIN")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def writer(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own for a worker thread's writes (it opens its transactions);
+        the event loop's connection is never shared with a thread. Closed on exit."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            yield db
+        finally:
+            db.close()
 
     def __enter__(self) -> StateStore:
         return self
@@ -313,12 +353,7 @@ class StateStore:
         return added
 
     def ledger(self, since: float = 0, until: float = float("inf")) -> list[Rebalance]:
-        rows = self._db.execute(
-            "SELECT id, ts, from_channel, to_channel, amount_msat, fees_msat, from_alias, "
-            "to_alias FROM ledger WHERE ts >= ? AND ts < ? ORDER BY id",
-            (since, min(until, 2**62)),
-        ).fetchall()
-        return [_rebalance(row) for row in rows]
+        return read_ledger(self._db, since, until)
 
     def rebalance(self, ledger_id: int) -> Rebalance | None:
         row = self._db.execute(
@@ -366,15 +401,7 @@ class StateStore:
             return int(cursor.lastrowid or 0)
 
     def runs(self, since: float = 0, until: float = float("inf")) -> list[RunResult]:
-        rows = self._db.execute(
-            "SELECT source, target, started_at, ended_at, exit_code, outcome, last_line "
-            "FROM runs WHERE started_at >= ? AND started_at < ? ORDER BY id",
-            (since, min(until, 2**62)),
-        ).fetchall()
-        return [
-            RunResult(s, t, start, end, code, Outcome(outcome), line)
-            for s, t, start, end, code, outcome, line in rows
-        ]
+        return read_runs(self._db, since, until)
 
     def prune_runs(self, before: float) -> int:
         """Delete the runs started before `before` (a POSIX time); the number deleted.
@@ -476,6 +503,33 @@ class StateStore:
             db.execute(
                 "INSERT OR IGNORE INTO reports (day, sent_at) VALUES (?, ?)", (day, time.time())
             )
+
+
+def read_ledger(
+    db: sqlite3.Connection, since: float = 0, until: float = float("inf")
+) -> list[Rebalance]:
+    """Ledger rows with `since <= ts < until`, in id order, from any connection to the store."""
+    rows = db.execute(
+        "SELECT id, ts, from_channel, to_channel, amount_msat, fees_msat, from_alias, "
+        "to_alias FROM ledger WHERE ts >= ? AND ts < ? ORDER BY id",
+        (since, min(until, 2**62)),
+    ).fetchall()
+    return [_rebalance(row) for row in rows]
+
+
+def read_runs(
+    db: sqlite3.Connection, since: float = 0, until: float = float("inf")
+) -> list[RunResult]:
+    """Runs started in `[since, until)`, in id order, from any connection to the store."""
+    rows = db.execute(
+        "SELECT source, target, started_at, ended_at, exit_code, outcome, last_line "
+        "FROM runs WHERE started_at >= ? AND started_at < ? ORDER BY id",
+        (since, min(until, 2**62)),
+    ).fetchall()
+    return [
+        RunResult(s, t, start, end, code, Outcome(outcome), line)
+        for s, t, start, end, code, outcome, line in rows
+    ]
 
 
 def _rebalance(row: tuple[Any, ...]) -> Rebalance:

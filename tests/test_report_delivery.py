@@ -169,16 +169,19 @@ async def test_build_writes_the_csv_row_and_a_readable_png(
     assert (report.other.count, report.other.sats) == (1, 50_000)
     assert report.unmatched.count == 1
 
-    # LNDg was asked for the Berlin day in naive UTC, widened by the 300 s match window.
+    # LNDg was asked once for the Berlin days of the 7-day nets ending with DAY in naive UTC,
+    # to the day's end widened by the 300 s match window.
     payment_queries = [
         parse_qs(urlsplit(r.path).query) for r in fake.requests if "/payments/" in r.path
     ]
-    assert payment_queries[0]["creation_date__gte"] == ["2026-11-23T22:55:00.000000"]
+    assert payment_queries[0]["creation_date__gte"] == ["2026-11-17T23:00:00.000000"]
     assert payment_queries[0]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
     assert payment_queries[0]["status"] == ["2"]
-    # The chart then reads the 30 Berlin days ending with DAY (26 Oct is CET again).
+    # The chart then reads the 29 Berlin days before DAY (26 Oct is CET again): DAY is closed,
+    # its figures were stored by the report.
+    assert len(payment_queries) == 2
     assert payment_queries[-1]["creation_date__gte"] == ["2026-10-25T22:55:00.000000"]
-    assert payment_queries[-1]["creation_date__lte"] == ["2026-11-24T23:05:00.000000"]
+    assert payment_queries[-1]["creation_date__lte"] == ["2026-11-23T23:05:00.000000"]
 
     rows = csv_lines(reporter.csv_path)
     assert list(rows[0]) == list(COLUMNS)
