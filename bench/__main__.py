@@ -256,17 +256,20 @@ def run_reports(out: Verdicts, quick: bool) -> None:
     )
     f = reports.measure(rows=20_000 if quick else reports.ROWS, repeats=1 if quick else 3)
     out.line(
-        f"report 30d at {f.rows:,} ledger rows ({f.payments:,} LNDg payments): "
-        f"{f.seconds:.2f} s (max {f.max_seconds:.2f} s); before: 44-76 s at 10,000 rows "
-        "(issue 17, one attribution per day)",
+        f"report 30d at {f.rows:,} ledger rows ({f.payments:,} LNDg payments), 29 closed days "
+        f"stored: {f.seconds:.2f} s (max {f.max_seconds:.2f} s); nothing stored yet (the "
+        f"first after an upgrade): {f.cold_seconds:.2f} s; before: 10.7 s, and 44-76 s at "
+        "10,000 rows (issue 17, one attribution per day)",
         "< 1 s",
         f.seconds < 1,
     )
+    stall = max(f.stall_ms, f.cold_stall_ms)
     out.line(
         f"report 30d at {f.rows:,} ledger rows: longest event-loop stall while it ran "
-        f"{f.stall_ms:.0f} ms (/status waits at most this long; before: the whole report)",
+        f"{f.stall_ms:.0f} ms stored, {f.cold_stall_ms:.0f} ms nothing stored (/status waits "
+        "at most this long; before: 1.6 s)",
         "< 1000 ms",
-        f.stall_ms < 1000,
+        stall < 1000,
     )
 
 

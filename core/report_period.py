@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from core import report_cache
+from core.gc_pause import no_collection
 from core.lndg import LndgError
 from core.models import Rebalance, RunResult
 from core.node_records import Forward, LndgRebalance, Payment
@@ -89,14 +90,14 @@ class PeriodFigures:
         if missing:
             inputs = await self._read_lndg(missing[0], missing[-1], nets)
             computed, made_from = await asyncio.to_thread(self._attribute, inputs)
-            fresh = {report.day: report for report in computed}
+            by_day = {report.day: report for report in computed}
             for day in missing:
-                found[day] = fresh[day]
+                found[day] = by_day[day]
             now = self.clock()
             settled = [
-                fresh[day]
+                by_day[day]
                 for day in missing
-                if fresh[day].money is not None
+                if by_day[day].money is not None
                 and report_cache.frozen(day, self.zone, self.window, now)
             ]
             if settled:
@@ -168,7 +169,12 @@ class PeriodFigures:
     def _attribute(self, inputs: _Inputs) -> tuple[list[DayReport], Marks]:
         """In a worker thread: this daemon's rows from one snapshot, then the attribution,
         each input cut to the reach it always had (the same figures whichever days are
-        computed together)."""
+        computed together). No cyclic collection meanwhile (core.gc_pause: it would stall
+        the event loop)."""
+        with no_collection():
+            return self._attribute_now(inputs)
+
+    def _attribute_now(self, inputs: _Inputs) -> tuple[list[DayReport], Marks]:
         money_start, start, end = self._reach(inputs.first, inputs.last, inputs.nets)
         margin = self.window
         low, high = start.timestamp() - margin, end.timestamp() + margin
