@@ -11,6 +11,8 @@ the attribution runs there too.
 - LNDg's forwards unreadable: the days get `money_error` instead of money lines (logged as a
   warning), and are not stored.
 - The stored figures unreadable: every day is computed (a warning, once per episode).
+- The chart asked right after the text (within RECENT_SECONDS, no new ledger row or run)
+  takes the days the text just computed: one read and one attribution for both.
 - The database refuses to store figures (locked past busy_timeout, disk full): the report
   goes out as computed; a warning once per episode; later reports compute those days again.
 """
@@ -39,6 +41,10 @@ from core.state import StateStore, read_ledger, read_runs
 logger = logging.getLogger(__name__)
 
 MONEY_WINDOW_DAYS = report_cache.NETS_DAYS  # the worst and best nets cover this many days
+# The report's text and then its chart share one read and one attribution of the open days
+# when asked within this many seconds and no ledger row or run came meanwhile; LNDg itself
+# copies LND only every ~20 s.
+RECENT_SECONDS = 10.0
 
 
 def span(first: date, last: date) -> list[date]:
@@ -59,6 +65,26 @@ class _Inputs:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    """The days last computed, kept a few seconds for the chart drawn after the text."""
+
+    at: float  # time.monotonic()
+    made_from: Marks
+    nets: bool
+    reports: dict[date, DayReport]
+
+    def serves(self, days: Sequence[date], nets: bool, marks: Marks | None, since: float) -> bool:
+        """Whether these figures answer for `days`: made after `since` (monotonic), from the
+        same rows of this daemon, with nets if asked."""
+        return (
+            self.at > since
+            and marks == self.made_from
+            and (self.nets or not nets)
+            and all(day in self.reports for day in days)
+        )
+
+
 class PeriodFigures:
     """Daily reports with their money lines for any run of days; one per reporter."""
 
@@ -77,6 +103,8 @@ class PeriodFigures:
         self.clock = clock
         self._unreadable = False  # the stored figures cannot be read: said once per episode
         self._refused = False  # the database refuses to store figures: said once per episode
+        self._recent: _Recent | None = None  # the last days computed, for the chart after
+        self.recent_seconds = RECENT_SECONDS
 
     async def days(
         self, first: date, last: date, *, nets: bool, fresh: bool = False
@@ -85,12 +113,23 @@ class PeriodFigures:
         each day's worst and best nets if `nets`. `fresh`: every day read afresh (what LNDg
         learnt late shows) and stored again. Raises LndgError (payments unreadable)."""
         days = span(first, last)
-        found = {} if fresh else await self._stored(days, days if nets else [])
+        found, now_marks = await self._stored(days, days if nets else [], fresh=fresh)
         missing = [day for day in days if day not in found]
+        recent = self._recent
+        if (
+            missing
+            and not fresh
+            and recent is not None
+            and recent.serves(missing, nets, now_marks, time.monotonic() - self.recent_seconds)
+        ):
+            # The chart right after the report's text: the same open days, no new rows.
+            found.update((day, recent.reports[day]) for day in missing)
+            missing = []
         if missing:
             inputs = await self._read_lndg(missing[0], missing[-1], nets)
             computed, made_from = await asyncio.to_thread(self._attribute, inputs)
             by_day = {report.day: report for report in computed}
+            self._recent = _Recent(time.monotonic(), made_from, nets, by_day)
             for day in missing:
                 found[day] = by_day[day]
             now = self.clock()
@@ -106,20 +145,28 @@ class PeriodFigures:
 
     # -- stored days -------------------------------------------------------------------------
 
-    async def _stored(self, days: list[date], nets_for: list[date]) -> dict[date, DayReport]:
-        def load() -> dict[date, DayReport]:
+    async def _stored(
+        self, days: list[date], nets_for: list[date], *, fresh: bool
+    ) -> tuple[dict[date, DayReport], Marks | None]:
+        """The valid stored days (none if `fresh`) and the marks now (None: unreadable)."""
+
+        def load() -> tuple[dict[date, DayReport], Marks]:
             with self.store.reader() as db:
-                return report_cache.load(db, days, self.zone, self.window, nets_for=nets_for)
+                now_marks = report_cache.marks(db)
+                if fresh:
+                    return {}, now_marks
+                found = report_cache.load(db, days, self.zone, self.window, nets_for=nets_for)
+                return found, now_marks
 
         try:
-            found = await asyncio.to_thread(load)
+            found, now_marks = await asyncio.to_thread(load)
         except sqlite3.Error as exc:
             if not self._unreadable:
                 self._unreadable = True
                 logger.warning("report: stored day figures not readable, computing all: %s", exc)
-            return {}
+            return {}, None
         self._unreadable = False
-        return found
+        return found, now_marks
 
     async def _store(self, reports: list[DayReport], nets: bool, made_from: Marks) -> None:
         def save() -> None:

@@ -26,6 +26,7 @@ from core.models import Outcome, RunResult, StatLine
 from core.node_records import Payment
 from core.report_delivery import Reporter
 from core.report_figures import DayReport, combine, day_bounds
+from core.report_period import RECENT_SECONDS
 from core.state import StateStore
 from tests.fakes.state import RefusingStore
 
@@ -58,7 +59,9 @@ def noon(day: date, zone: ZoneInfo) -> datetime:
 
 def reporter_for(tmp_path: Path, store: StateStore, lndg: MemoryLndg, zone: ZoneInfo) -> Reporter:
     # At noon of LAST: LAST is open, the 29 days before it are closed.
-    return Reporter(tmp_path, zone, time(0, 5), store, lndg, clock=lambda: noon(LAST, zone))
+    reporter = Reporter(tmp_path, zone, time(0, 5), store, lndg, clock=lambda: noon(LAST, zone))
+    reporter.figures.recent_seconds = 0  # each report reads the open day (but the last test)
+    return reporter
 
 
 def stored(path: Path) -> list[tuple[str, str]]:
@@ -302,3 +305,23 @@ def test_no_collection_holds_the_collector_until_the_last_holder_leaves() -> Non
     leave.set()
     other.join(5)
     assert gc.isenabled()
+
+
+async def test_the_chart_after_the_text_shares_its_read_unless_a_row_came_between(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    with StateStore(path) as store:
+        lndg = recording(seed_node(store, path, rows=ROWS, last_day=LAST, zone=BERLIN))
+        reporter = reporter_for(tmp_path, store, lndg, BERLIN)
+        reporter.figures.recent_seconds = RECENT_SECONDS
+        text = await reporter.build_range(LAST, 30)
+        chart = await reporter.chart(LAST, 30)
+        assert len(lndg.asked) == 1  # one read of LNDg (and one attribution) for both
+        assert chart.data.total("daemon") == text.daemon
+        # A stat line of today between the text and the chart: the chart reads today again.
+        at = int(noon(LAST, BERLIN).timestamp()) - 60
+        add_stat_line(store, StatLine(at, "11", "22", 9_000_000, 1_000))
+        again = await reporter.chart(LAST, 30)
+        assert len(lndg.asked) == 2
+        assert again.data.total("daemon").amount_msat == text.daemon.amount_msat + 9_000_000
