@@ -52,6 +52,17 @@ def span(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def runs_of(days: Sequence[date]) -> list[list[date]]:
+    """Sorted distinct days grouped into runs of consecutive days."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
 @dataclass(frozen=True, slots=True)
 class _Inputs:
     """What LNDg gave for the days first..last (forwards None: unreadable, `error` says why)."""
@@ -125,19 +136,20 @@ class PeriodFigures:
             # The chart right after the report's text: the same open days, no new rows.
             found.update((day, recent.reports[day]) for day in missing)
             missing = []
-        if missing:
-            inputs = await self._read_lndg(missing[0], missing[-1], nets)
+        # Each run of consecutive missing days is read on its own: a late row weeks back
+        # reads that day again, not every day from it to today.
+        for run in runs_of(missing):
+            inputs = await self._read_lndg(run[0], run[-1], nets)
             computed, made_from = await asyncio.to_thread(self._attribute, inputs)
             by_day = {report.day: report for report in computed}
             self._recent = _Recent(time.monotonic(), made_from, nets, by_day)
-            for day in missing:
-                found[day] = by_day[day]
+            found.update(by_day)
             now = self.clock()
             settled = [
-                by_day[day]
-                for day in missing
-                if by_day[day].money is not None
-                and report_cache.frozen(day, self.zone, self.window, now)
+                report
+                for report in computed
+                if report.money is not None
+                and report_cache.frozen(report.day, self.zone, self.window, now)
             ]
             if settled:
                 await self._store(settled, nets, made_from)

@@ -154,7 +154,13 @@ async def test_a_late_ledger_row_or_run_reads_its_day_afresh(tmp_path: Path) -> 
         # A stat line written late (after a restart): LNDg has no payment for it.
         add_stat_line(store, StatLine(at, "11", "22", 7_000_000, 3_000))
         store.record_run(RunResult("11", "22", at - 30.0, at + 5.0, 0, Outcome.SUCCESS, ""))
+        asking = recording(lndg)
+        reporter.figures.lndg = asking
         after = await reporter.build_range(LAST, 30)
+        # That day is read again on its own (not every day from it to today), and today.
+        assert [start for start, _end in asking.asked] == [
+            day_bounds(day, BERLIN)[0] - timedelta(seconds=300) for day in (late_day, LAST)
+        ]
         assert after.unmatched.count == before.unmatched.count + 1
         assert after.daemon.amount_msat == before.daemon.amount_msat + 7_000_000
         assert after.runs.successes == before.runs.successes + 1
