@@ -1,5 +1,6 @@
 """The figures of a run of local days: stored days from the state database, the others read
-from LNDg and the store and attributed in one go, off the event loop.
+from LNDg and the store and attributed together (each run of consecutive days in one go),
+off the event loop.
 
 Only the days not stored (or no longer valid, see core.report_cache) are read from LNDg: for
 `/report 30d` that is today, and yesterday until its figures settle. The event loop only
