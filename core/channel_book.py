@@ -16,7 +16,7 @@ Pure: no I/O and no clock of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from core.confirm import listed
@@ -109,6 +109,10 @@ class ChannelBook:
         """The channels to plan on: each row with the forwards since it was read applied."""
         return [self._view(row) for row in self._rows.values()]
 
+    def read_at(self, chan_id: str) -> float | None:
+        """When the row of `chan_id` was read (by the list or alone)."""
+        return self._read_at.get(chan_id)
+
     def get(self, chan_id: str) -> Channel | None:
         row = self._rows.get(chan_id)
         return None if row is None else self._view(row)
@@ -121,9 +125,3 @@ class ChannelBook:
         local = min(max(row.local_balance + moved, 0), row.capacity)
         remote = min(max(row.remote_balance - moved, 0), row.capacity - local)
         return row.model_copy(update={"local_balance": local, "remote_balance": remote})
-
-
-def rows_of(channels: Sequence[Channel], ids: Iterable[str]) -> list[Channel]:
-    """The rows of `ids` among `channels`, in the order of `ids` (missing ones left out)."""
-    by_id = {c.chan_id: c for c in channels}
-    return [by_id[i] for i in ids if i in by_id]

@@ -48,7 +48,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.fresh_pair import requalify
+from core.fresh_pair import requalify, unfit
 from core.history import Observation
 from core.lndg import LndgNotFound
 from core.models import Channel, Outcome, Pair, Rebalance, RunResult
@@ -83,6 +83,8 @@ PLAN_LOG_LINES = 5  # planned pairs logged at INFO each cycle; the rest at DEBUG
 # Planning again after pairs that no longer qualified on fresh rows: at most this many times
 # per free worker slot, so a stale estimate costs a bounded number of detail reads.
 FRESH_ROUNDS = 3
+# A row read this recently (a confirmation just now) counts as read fresh for a run's start.
+FRESH_SECONDS = 1.0
 # Outcomes that say nothing of whether this host can start runs.
 _NOT_STARTED = (Outcome.STOPPED, Outcome.START_FAILED, Outcome.DRY_RUN, Outcome.BINARY_MISSING)
 # Outcomes that say something is wrong with the node or the setup, not with one route.
@@ -654,16 +656,26 @@ class Engine:
                 log.info("not started %s: %s", pair.log_line(), ready.describe())
                 return None
         rows: dict[str, Channel] = {}
+        excluded = self.store.excluded_ids()
         for chan_id in (pair.target.chan_id, pair.source.chan_id):
+            read_at = self.book.read_at(chan_id)
+            if read_at is not None and self.clock() - read_at < FRESH_SECONDS:
+                known = self.book.get(chan_id)
+                if known is not None:
+                    rows[chan_id] = known
+                    continue
             row = await self._read_row(chan_id)
             if row is _Read.FAILED:
                 return row
             if row is _Read.GONE:
                 self._stale(pair, f"channel {chan_id} is gone from LNDg")
                 return None
+            if chan_id == pair.target.chan_id and (why := unfit("target", row, excluded)):
+                self._stale(pair, why)  # the source need not be read
+                return None
             rows[chan_id] = row
         target = rows[pair.target.chan_id]
-        fresh = requalify(rows[pair.source.chan_id], target, self.store.excluded_ids())
+        fresh = requalify(rows[pair.source.chan_id], target, excluded)
         if isinstance(fresh, str):
             self._stale(pair, fresh)
             return None

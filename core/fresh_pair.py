@@ -14,21 +14,32 @@ from core.models import Channel, Pair
 from core.pairing import is_source, is_target, is_usable, make_pair
 
 
+def unfit(role: str, channel: Channel, excluded: Collection[str] = ()) -> str | None:
+    """Why `channel` can no longer play `role` ("source" or "target"), or None."""
+    if not is_usable(channel, excluded):
+        return f"{role} {channel.label} is closed, inactive, private or excluded now"
+    if role == "target" and not is_target(channel):
+        return (
+            f"target {channel.label} is no target now (AR {_on(channel)}, local "
+            f"{channel.local_pct}%, ar_in_target {channel.ar_in_target}%)"
+        )
+    if role == "source" and not is_source(channel):
+        return (
+            f"source {channel.label} is no source now (AR {_on(channel)}, local "
+            f"{channel.local_pct}%, ar_out_target {channel.ar_out_target}%)"
+        )
+    return None
+
+
+def _on(channel: Channel) -> str:
+    return "on" if channel.auto_rebalance else "off"
+
+
 def requalify(source: Channel, target: Channel, excluded: Collection[str] = ()) -> Pair | str:
     """The pair on the fresh rows, or why it no longer qualifies (one short phrase)."""
-    for role, channel in (("target", target), ("source", source)):
-        if not is_usable(channel, excluded):
-            return f"{role} {channel.label} is closed, inactive, private or excluded now"
-    if not is_target(target):
-        return (
-            f"target {target.label} is no target now (AR {'on' if target.auto_rebalance else 'off'}"
-            f", local {target.local_pct}%, ar_in_target {target.ar_in_target}%)"
-        )
-    if not is_source(source):
-        return (
-            f"source {source.label} is no source now (AR {'on' if source.auto_rebalance else 'off'}"
-            f", local {source.local_pct}%, ar_out_target {source.ar_out_target}%)"
-        )
+    why = unfit("target", target, excluded) or unfit("source", source, excluded)
+    if why is not None:
+        return why
     pair = make_pair(source, target)
     if pair is None:
         return f"{source.label} and {target.label} go to the same peer"
