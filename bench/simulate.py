@@ -385,6 +385,12 @@ class SimNode(Node):
         await asyncio.sleep(0.2)
         return self.snapshot(self.synced, asyncio.get_running_loop().time())
 
+    async def fetch_channel(self, chan_id: str) -> Channel:
+        """LNDg's channel detail: the channel's row as `fetch` lists it."""
+        await asyncio.sleep(0.05)
+        now = asyncio.get_running_loop().time()
+        return next(c for c in self.snapshot(self.synced, now) if c.chan_id == chan_id)
+
 
 class SimReads:
     """What the daemon's SpendGuard reads from LNDg (`core.spend_guard.SpendingReads`), from
@@ -794,6 +800,9 @@ async def run_daemon(
         planner=chosen,
         history=node.history if config.history_attempts else None,
         guard=SpendGuard(settings, store, SimReads(node), TEMPLATE, clock=loop.wall),
+        # As the daemon runs: the list every CHANNEL_LIST_SECONDS, a run's channels fresh.
+        fetch_channel=node.fetch_channel,
+        fetch_forwards=SimReads(node).fetch_forwards,
     )
 
     cycles = Cycles(engine, clock=loop.wall)  # the daemon's own cycle loop, on virtual time

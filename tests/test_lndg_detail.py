@@ -351,7 +351,7 @@ def test_sleep_seconds_below_60_is_warned_with_why() -> None:
     line = sleep_warning(15)
     assert line is not None
     assert line.startswith("SLEEP_SECONDS=15 is below 60: LNDg syncs with LND only about every ")
-    assert "each cycle reads LNDg's whole channel list" in line
+    assert "each cycle reads LNDg's forwards" in line
     assert sleep_warning(60) is None
     assert sleep_warning(300) is None
     (check,) = check_pace(load_settings(None, sleep_seconds=59))
