@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core.confirm import listed
+from core.confirm import listed, shown
 from core.models import Channel
 from core.node_records import Forward
 
@@ -60,14 +60,27 @@ class ChannelBook:
 
     def patch(self, fresh: Channel, now: float) -> None:
         """One row read at `now` through the detail endpoint replaces the list's row (or
-        removes it: closed, inactive or private channels are not listed)."""
-        self._moved.pop(fresh.chan_id, None)
-        if listed(fresh):
-            self._rows[fresh.chan_id] = fresh
-            self._read_at[fresh.chan_id] = now
-        else:
+        removes it: closed, inactive or private channels are not listed).
+
+        Balances LNDg has not synced since the last read (the same `shown` figures) keep
+        the forwards counted on them: LNDg's row does not hold those yet, and dropping them
+        would look like a move LNDg showed (which the planner waits for after a success).
+        """
+        old = self._rows.get(fresh.chan_id)
+        if not listed(fresh):
             self._rows.pop(fresh.chan_id, None)
             self._read_at.pop(fresh.chan_id, None)
+            self._moved.pop(fresh.chan_id, None)
+            return
+        self._rows[fresh.chan_id] = fresh
+        if old is not None and shown(old) == shown(fresh):
+            return
+        self._moved.pop(fresh.chan_id, None)
+        self._read_at[fresh.chan_id] = now
+
+    def row(self, chan_id: str) -> Channel | None:
+        """The row as LNDg last showed it (no forwards applied)."""
+        return self._rows.get(chan_id)
 
     def drop(self, chan_id: str) -> None:
         """LNDg does not know the channel any more: forget it, read the list next time."""

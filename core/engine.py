@@ -590,7 +590,7 @@ class Engine:
                 chan_id,
             )
             self._read_ok()
-            before = self.book.get(chan_id)
+            before = self.book.row(chan_id)
             self.book.drop(chan_id)
             self._confirms.settle([before] if before else [], [])
             return _Read.GONE
@@ -598,7 +598,7 @@ class Engine:
             self._read_failed(f"channel {chan_id} not read from LNDg's channel detail", exc)
             return _Read.FAILED
         self._read_ok()
-        before = self.book.get(chan_id)
+        before = self.book.row(chan_id)
         self.book.patch(fresh, self.clock())
         self._confirms.settle([before] if before else [], [fresh] if listed(fresh) else [])
         return fresh

@@ -318,3 +318,20 @@ def test_requalify_says_why_a_pair_no_longer_holds() -> None:
     drained = source.model_copy(update={"local_balance": 0})
     assert "is no source now" in str(requalify(drained, target))
     assert "closed, inactive" in str(requalify(source, target, excluded={target.chan_id}))
+
+
+def test_a_row_lndg_has_not_synced_since_keeps_the_forwards_counted_on_it() -> None:
+    a = channel(1, local_balance=500_000)
+    book = ChannelBook(list_seconds=1800)
+    book.reset([a], 0.0)
+    book.apply_forwards([forward(1, 5.0, a.chan_id, "9", 20_000)])
+    book.patch(a.model_copy(update={"alias": "same balances"}), 10.0)  # LNDg not synced yet
+    row = book.get(a.chan_id)
+    assert row is not None
+    assert row.local_balance == 480_000  # what the planner saw stays: no false "moved"
+    assert row.alias == "same balances"
+    synced = a.model_copy(update={"local_balance": 481_000, "remote_balance": 519_000})
+    book.patch(synced, 20.0)
+    assert book.get(a.chan_id) == synced
+    book.patch(synced.model_copy(update={"is_active": False}), 30.0)
+    assert book.get(a.chan_id) is None
