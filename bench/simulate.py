@@ -58,7 +58,7 @@ from core.settings import load_settings
 from core.spend_guard import SpendGuard
 from core.spending import template_cap_ppm
 from core.state import StateStore
-from sim.model import Node, RouteModel
+from sim.model import BUSY_HTLCS, Node, RouteModel
 from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 from sim.routing import Demand, Request, lost_msat, route
@@ -388,8 +388,16 @@ class SimNode(Node):
     async def fetch_channel(self, chan_id: str) -> Channel:
         """LNDg's channel detail: the channel's row as `fetch` lists it."""
         await asyncio.sleep(0.05)
+        channel = self.channels[chan_id]
+        local = self.synced[chan_id]
         now = asyncio.get_running_loop().time()
-        return next(c for c in self.snapshot(self.synced, now) if c.chan_id == chan_id)
+        return channel.model_copy(  # one row of `Node.snapshot`, without building them all
+            update={
+                "local_balance": local,
+                "remote_balance": channel.capacity - local - self._reserve[chan_id],
+                "htlc_count": BUSY_HTLCS if self.busy(chan_id, now) else channel.htlc_count,
+            }
+        )
 
 
 class SimReads:

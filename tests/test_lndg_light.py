@@ -12,12 +12,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.simulate import SimConfig, SimNode
 from core.channel_book import ChannelBook
 from core.engine import Engine, Pacing
 from core.fresh_pair import requalify
@@ -27,6 +28,7 @@ from core.node_records import Forward
 from core.settings import load_settings
 from core.state import StateStore
 from sim.lndg import FakeLndg, channel_row, forward_row
+from sim.nodes import node_channels
 from tests.test_engine import ScriptedRunner
 from tests.test_lndg_client import PASSWORD, client_for
 from tests.test_pairing import channel
@@ -335,3 +337,12 @@ def test_a_row_lndg_has_not_synced_since_keeps_the_forwards_counted_on_it() -> N
     assert book.get(a.chan_id) == synced
     book.patch(synced.model_copy(update={"is_active": False}), 30.0)
     assert book.get(a.chan_id) is None
+
+
+async def test_the_benchmarks_detail_read_is_the_row_its_list_shows() -> None:
+    config = replace(SimConfig(), channels=40, seed=3)
+    node = SimNode(node_channels(40, 3), config)
+    node.local[next(iter(node.local))] -= 1  # a move LNDg has not synced: not shown yet
+    listed_rows = await node.fetch()
+    for row in listed_rows:
+        assert await node.fetch_channel(row.chan_id) == row
