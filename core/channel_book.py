@@ -87,6 +87,10 @@ class ChannelBook:
         self._rows.pop(chan_id, None)
         self._read_at.pop(chan_id, None)
         self._moved.pop(chan_id, None)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Read the whole list at the next chance, however recent the last one."""
         self._stale = True
 
     def forwards_since(self) -> float | None:

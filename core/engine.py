@@ -218,6 +218,7 @@ class Engine:
         # The last detail or forwards read failed (its line was logged): one per episode.
         self._detail_failing = False
         self._unread: set[str] = set()  # targets whose channels could not be read this cycle
+        self._forwards_failing = False  # the last forwards read failed (its line was logged)
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -391,21 +392,33 @@ class Engine:
         reader); else the book, moved by the forwards LNDg recorded since."""
         if self._fetch_channel is None or manual or self.book.due(now):
             return await self.channels()
-        await self._read_forwards()
+        if not await self._read_forwards():
+            # LNDg down is said (alert, cycle skipped) as by a list read, and the list is read
+            # until one succeeds (which ends the alert); forwards it cannot serve cost the list.
+            self.book.invalidate()
+            return await self.channels()
         return await self._adopt(self.book.channels())
 
-    async def _read_forwards(self) -> None:
+    async def _read_forwards(self) -> bool:
+        """Move the book by the forwards since; False when they could not be read."""
         since = self.book.forwards_since()
         if self._fetch_forwards is None or since is None:
-            return
+            return True
         try:
             forwards = await self._fetch_forwards(dt.datetime.fromtimestamp(since, dt.UTC))
         except Exception as exc:
-            self._read_failed("forwards since the last channel list not read", exc)
-            return
-        self._read_ok()
+            quiet = self._stopping or self._forwards_failing
+            self._forwards_failing = True
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "forwards since the last channel list not read (%s); reading the whole list",
+                exc,
+            )
+            return False
+        self._forwards_failing = False
         moved = self.book.apply_forwards(forwards)
         log.debug("%d new forwards moved the channels since the last list", moved)
+        return True
 
     async def _learn_history(self, channels: Sequence[Channel]) -> None:
         """Once, at the first cycle that reads the channels: learn from past attempts."""

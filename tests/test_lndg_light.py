@@ -27,7 +27,7 @@ from core.models import Channel
 from core.node_records import Forward
 from core.settings import load_settings
 from core.state import StateStore
-from sim.lndg import FakeLndg, channel_row, forward_row
+from sim.lndg import FakeLndg, _Reply, channel_row, forward_row
 from sim.nodes import node_channels
 from tests.test_engine import ScriptedRunner
 from tests.test_lndg_client import PASSWORD, client_for
@@ -61,9 +61,20 @@ def rows() -> list[dict[str, Any]]:
     ]
 
 
+class SlowDetailLndg(FakeLndg):
+    """An LNDg whose channel detail answers take `slow_details` seconds (the rest is quick)."""
+
+    slow_details = 0.0
+
+    def _detail(self, kind: str, key: str, *args: Any) -> _Reply:
+        if kind == "channels" and self.slow_details:
+            time.sleep(self.slow_details)
+        return super()._detail(kind, key, *args)
+
+
 @pytest.fixture
-def fake() -> Iterator[FakeLndg]:
-    with FakeLndg(channels=rows(), password=PASSWORD) as server:
+def fake() -> Iterator[SlowDetailLndg]:
+    with SlowDetailLndg(channels=rows(), password=PASSWORD) as server:
         yield server
 
 
@@ -150,7 +161,7 @@ async def test_a_target_refilled_meanwhile_starts_no_run(fake: FakeLndg, setup: 
 
 
 async def test_a_target_whose_ar_was_switched_off_in_lndg_is_not_used(
-    fake: FakeLndg, setup: Setup, caplog: pytest.LogCaptureFixture
+    fake: SlowDetailLndg, setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, target, _ = ids(fake)
     await planned_once(setup)
@@ -189,23 +200,46 @@ async def test_a_channel_gone_from_lndg_is_dropped_and_the_list_read_next_cycle(
 
 
 async def test_a_detail_timeout_skips_the_pair_and_warns_once(
-    fake: FakeLndg, setup: Setup, caplog: pytest.LogCaptureFixture
+    fake: SlowDetailLndg, setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     source, target, _ = ids(fake)
     await planned_once(setup)
-    fake.slow_seconds = 1.0
-    fake.set_fault("slow")
+    fake.slow_details = 1.0
     caplog.set_level(logging.DEBUG, logger="core.engine")
-    for _ in range(2):  # two cycles while LNDg does not answer details
+    for _ in range(2):  # two cycles while LNDg does not answer channel details
         report = await asyncio.wait_for(setup.engine.cycle(), 10)
         assert report.results == ()
+        assert report.skipped is None  # the list and forwards answer: the cycle runs
     warned = [r for r in caplog.records if "no run starts on channels not read" in r.getMessage()]
-    assert [r.levelno for r in warned if r.levelno >= logging.WARNING] == [logging.WARNING]
-    assert any("not read from LNDg's channel detail" in r.getMessage() for r in warned)
+    assert [r.levelno for r in warned] == [logging.WARNING, logging.DEBUG]
+    assert warned[0].getMessage().startswith(f"channel {target} not read from LNDg's channel")
+    assert "did not answer within 0.3s" in warned[0].getMessage()
+    asked = [r.path for r in fake.requests if is_detail(r.path)]
+    assert asked == [f"/api/channels/{target}/"] * 2  # one per cycle: then the pair is skipped
+    assert fake.traffic(is_list)[0] == 1
     assert setup.runner.started == []
-    fake.set_fault(None)
+    fake.slow_details = 0.0
     await asyncio.wait_for(setup.engine.cycle(), 10)
     assert setup.runner.started[0] == (source, target)  # back to work once LNDg answers
+
+
+async def test_lndg_down_between_list_reads_is_said_as_before(
+    fake: SlowDetailLndg, setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    await planned_once(setup)
+    fake.slow_seconds = 1.0
+    fake.set_fault("slow")
+    caplog.set_level(logging.INFO, logger="core.engine")
+    report = await asyncio.wait_for(setup.engine.cycle(), 10)
+    assert report.skipped is not None
+    assert "did not answer within" in report.skipped
+    assert setup.engine.alert_standing("lndg")
+    assert setup.runner.started == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("forwards since the last channel list not read (") for line in lines)
+    fake.set_fault(None)
+    await asyncio.wait_for(setup.engine.cycle(), 10)
+    assert not setup.engine.alert_standing("lndg")
 
 
 async def test_forwards_move_the_estimate_without_a_list_read(fake: FakeLndg, setup: Setup) -> None:
