@@ -580,10 +580,14 @@ class Engine:
     async def _fresh_step(self, free: list[int], now: float) -> None:
         """Read the list if CHANNEL_LIST_SECONDS passed, confirm successes, start runs."""
         if self.book.listed_at is None or now - self.book.listed_at >= self.book.list_seconds:
+            waiting = self._confirms.waiting(now)
+            before = [row for c in waiting if (row := self.book.row(c)) is not None]
             try:
                 await self.channels()
             except Exception as exc:
                 log.warning("channel list not read, planning on the last one: %s", exc)
+            after = [row for c in waiting if (row := self.book.row(c)) is not None]
+            self._confirms.settle(before, after)
         elif due := self._confirms.due(now):
             for chan_id in due:
                 self._confirms.read(chan_id, self.clock())
@@ -654,15 +658,16 @@ class Engine:
                     self._unread.add(pair.target.chan_id)
                     return
                 if not isinstance(ready, Pair):
-                    rejected.add(pair.target.chan_id)
+                    rejected.add(ready if isinstance(ready, str) else pair.target.chan_id)
                     again = True
                     continue
                 self._launch(ready, free.pop(0), self.clock())
             if not again or not free:
                 return
 
-    async def _fresh(self, pair: Pair) -> Pair | _Read | None:
-        """The pair as its run starts, on rows read now; None when it is not started."""
+    async def _fresh(self, pair: Pair) -> Pair | _Read | str | None:
+        """The pair as its run starts, on rows read now; else not started: the channel to
+        leave out for the rest of this step (None: the target)."""
         if self.guard is not None:  # what the book already rules out costs no read
             ready = self.guard.for_run(pair)
             if not isinstance(ready, Pair):
@@ -689,9 +694,9 @@ class Engine:
             rows[chan_id] = row
         target = rows[pair.target.chan_id]
         fresh = requalify(rows[pair.source.chan_id], target, excluded)
-        if isinstance(fresh, str):
+        if isinstance(fresh, str):  # the target holds (above): the source does not
             self._stale(pair, fresh)
-            return None
+            return pair.source.chan_id
         if self.guard is None:
             return fresh
         skip = self.guard.skips([target], self.clock()).get(target.chan_id)

@@ -184,6 +184,20 @@ async def test_fresh_rows_start_the_run_with_them(fake: FakeLndg, setup: Setup) 
     assert fake.traffic(is_list)[0] == 1
 
 
+async def test_a_drained_source_gives_way_to_another_in_the_same_step(
+    fake: FakeLndg, setup: Setup
+) -> None:
+    first, target, _ = ids(fake)
+    second = channel_row("800000x2x0", capacity=1_000_000, local_balance=900_000, remote_balance=0)
+    fake.channels.append(second)
+    await planned_once(setup)  # the plan: the fuller source first
+    set_row(fake, first, local_balance=0, remote_balance=990_000)  # drained meanwhile
+    await asyncio.wait_for(setup.engine.cycle(), 10)
+    assert setup.runner.started[0] == (str(second["chan_id"]), target)
+    assert setup.engine.status.last_cycle_stale == 1
+    assert fake.traffic(is_list)[0] == 1
+
+
 async def test_a_channel_gone_from_lndg_is_dropped_and_the_list_read_next_cycle(
     fake: FakeLndg, setup: Setup
 ) -> None:
