@@ -9,13 +9,16 @@ one run, on the same node and seed:
 
 - before: the engine without a detail reader, as it was: after a success, the whole channel
   list at most every 10 s until LNDg shows the move;
-- after: the daemon as shipped: the two channels of the run through
-  `GET /api/channels/<chan_id>/`, each at most every 20 s; the list only at cycle starts and
-  when the snapshot is 120 s old.
+- after: the daemon as shipped: the whole list at most every CHANNEL_LIST_SECONDS (and at the
+  start); in between the last list moved by the forwards LNDg recorded since (one read per
+  cycle, `GET /api/forwards/?forward_date__gte=`), each run's two channels read through
+  `GET /api/channels/<chan_id>/` before it starts, and after a success until LNDg shows it.
 
-Counted: the requests for channels and the bytes of the answers' bodies (the fake's reply log;
-headers add about 300 bytes a request). Not counted, and the same on both sides: the spend
-guard's forwards and settings reads, the reports' payments reads, the history read at start.
+The node routes as in the earnings benchmark, and the fake LNDg lists its forwards after each
+sync. Counted: the requests for channels and forwards and the bytes of the answers' bodies
+(the fake's reply log; headers add about 300 bytes a request). Not counted, and the same on
+both sides: the spend guard's settings and earnings reads, the reports' payments reads, the
+history read at start.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from core.engine import Engine
 from core.lndg import LndgClient
 from core.models import Channel, Outcome
 from core.runtime import Cycles
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.state import StateStore
-from sim.lndg import FakeLndg
+from sim.lndg import FakeLndg, forward_row
 from sim.nodes import node_rows
 
 SIZE = 1500
+WINDOW_EDGE = 0.001  # s
+LIST_SECONDS = Settings.model_fields["channel_list_seconds"].default
 PASSWORD = "bench"  # noqa: S105 - the in-process stand-in's login
 
 
@@ -67,6 +72,7 @@ class _LndgNode(SimNode):
     def __init__(self, rows: list[dict[str, Any]], config: SimConfig, fake: FakeLndg) -> None:
         super().__init__([Channel.model_validate(row) for row in rows], config)
         self.fake = fake
+        self._shown_forwards = 0
         self.sync()
 
     def sync(self) -> None:
@@ -79,6 +85,19 @@ class _LndgNode(SimNode):
                 row["local_balance"] = channel.local_balance
                 row["remote_balance"] = channel.remote_balance
                 row["htlc_count"] = channel.htlc_count
+            for forward in self.forwards[self._shown_forwards :]:
+                self.fake.forwards.append(
+                    forward_row(
+                        forward.id,
+                        chan_id_in=forward.chan_id_in,
+                        chan_id_out=forward.chan_id_out,
+                        forward_date=forward.forward_date,
+                        amt_out_msat=forward.amt_out_msat,
+                        amt_in_msat=forward.amt_in_msat,
+                        fee=forward.fee_sat,
+                    )
+                )
+            self._shown_forwards = len(self.forwards)
 
 
 def _loop_running() -> bool:
@@ -95,6 +114,7 @@ class Side:
 
     list_reads: float
     detail_reads: float
+    forwards_reads: float
     megabytes: float  # answer bodies, MB (10^6 bytes)
     runs: float
     successes: float
@@ -115,6 +135,10 @@ def _is_list(path: str) -> bool:
 
 def _is_detail(path: str) -> bool:
     return path.startswith("/api/channels/") and not _is_list(path)
+
+
+def _is_forwards(path: str) -> bool:
+    return path.startswith("/api/forwards/")
 
 
 async def _side(config: SimConfig, balanced: bool, details: bool, data_dir: Path) -> Side:
@@ -139,10 +163,12 @@ async def _side(config: SimConfig, balanced: bool, details: bool, data_dir: Path
         SimRunner(node, meter, config.seed),
         clock=loop.wall,
         fetch_channel=client.fetch_channel if details else None,
+        fetch_forwards=client.fetch_forwards if details else None,
     )
     try:
         cycles = asyncio.create_task(Cycles(engine, clock=loop.wall).run())
-        await _drive(node, meter, cycles, config.horizon_hours * 3600)
+        # The window is [0, horizon): a list read due at its very end belongs to the next.
+        await _drive(node, meter, cycles, config.horizon_hours * 3600 - WINDOW_EDGE)
         won = sum(1 for run in store.runs() if run.outcome is Outcome.SUCCESS)
     finally:
         store.close()
@@ -150,10 +176,12 @@ async def _side(config: SimConfig, balanced: bool, details: bool, data_dir: Path
     hours = config.horizon_hours
     lists, list_bytes = fake.traffic(_is_list)
     detail, detail_bytes = fake.traffic(_is_detail)
+    forwards, forwards_bytes = fake.traffic(_is_forwards)
     return Side(
         list_reads=lists / hours,
         detail_reads=detail / hours,
-        megabytes=(list_bytes + detail_bytes) / 1e6 / hours,
+        forwards_reads=forwards / hours,
+        megabytes=(list_bytes + detail_bytes + forwards_bytes) / 1e6 / hours,
         runs=meter.runs / hours,
         successes=won / hours,
     )

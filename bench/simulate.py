@@ -58,7 +58,7 @@ from core.settings import load_settings
 from core.spend_guard import SpendGuard
 from core.spending import template_cap_ppm
 from core.state import StateStore
-from sim.model import Node, RouteModel
+from sim.model import BUSY_HTLCS, Node, RouteModel
 from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 from sim.routing import Demand, Request, lost_msat, route
@@ -384,6 +384,20 @@ class SimNode(Node):
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
         await asyncio.sleep(0.2)
         return self.snapshot(self.synced, asyncio.get_running_loop().time())
+
+    async def fetch_channel(self, chan_id: str) -> Channel:
+        """LNDg's channel detail: the channel's row as `fetch` lists it."""
+        await asyncio.sleep(0.05)
+        channel = self.channels[chan_id]
+        local = self.synced[chan_id]
+        now = asyncio.get_running_loop().time()
+        return channel.model_copy(  # one row of `Node.snapshot`, without building them all
+            update={
+                "local_balance": local,
+                "remote_balance": channel.capacity - local - self._reserve[chan_id],
+                "htlc_count": BUSY_HTLCS if self.busy(chan_id, now) else channel.htlc_count,
+            }
+        )
 
 
 class SimReads:
@@ -794,6 +808,9 @@ async def run_daemon(
         planner=chosen,
         history=node.history if config.history_attempts else None,
         guard=SpendGuard(settings, store, SimReads(node), TEMPLATE, clock=loop.wall),
+        # As the daemon runs: the list every CHANNEL_LIST_SECONDS, a run's channels fresh.
+        fetch_channel=node.fetch_channel,
+        fetch_forwards=SimReads(node).fetch_forwards,
     )
 
     cycles = Cycles(engine, clock=loop.wall)  # the daemon's own cycle loop, on virtual time

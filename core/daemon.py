@@ -93,7 +93,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 EventBus(),
                 history=history_loader(settings, store, lndg),
                 guard=SpendGuard(settings, store, lndg, template),
-                fetch_channel=lndg.fetch_channel,  # confirms a success without the whole list
+                # The list at most every CHANNEL_LIST_SECONDS; a run's channels read fresh.
+                fetch_channel=lndg.fetch_channel,
+                fetch_forwards=lndg.fetch_forwards,
             )
             yield Services(engine, Reporter.from_settings(settings, store, lndg), lndg)
     finally:

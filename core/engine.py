@@ -1,12 +1,20 @@
 """The engine: cycles that read channels, plan runs and keep the workers busy.
 
-A cycle (a planning round) reads the channels, logs the round plan (one pair per target, see
+A cycle (a planning round) takes the channels, logs the round plan (one pair per target, see
 `core.planner`) and then dispatches continuously: whenever a worker is free it asks the
-planner for the next pairs, from a channel snapshot read again every `Pacing.max_snapshot_age`.
-After a success the two channels of the run are read through LNDg's channel detail endpoint
-until LNDg shows the move (`core.confirm`), never the whole list for that; without a detail
-reader (`fetch_channel`) the whole list is read instead, at most every
-`Pacing.refresh_seconds`. Never more than MAX_WORKERS runs, never two sharing a channel.
+planner for the next pairs. Never more than MAX_WORKERS runs, never two sharing a channel.
+
+With LNDg's channel detail reader (`fetch_channel`, as the daemon runs) LNDg's whole channel
+list is read at most every CHANNEL_LIST_SECONDS, at a manual cycle (/run, `cycle`) and when
+the operator asks (/pairs, /dryrun); in between the planner works on `core.channel_book`: the
+last list moved by the forwards LNDg recorded since (one read at each cycle start) and by the
+rows read one by one. Before a run starts its two channels are read fresh and the pairing rule
+and the spending rules are applied to them again (`core.fresh_pair`); after a success they are
+read until LNDg shows the move (`core.confirm`). A channel LNDg no longer knows (404) is
+dropped and the list read at the next cycle; a read that fails otherwise skips that target for
+the cycle. Without a detail reader (the benchmark's "before") the list is read at each cycle
+start, whenever the snapshot is `Pacing.max_snapshot_age` old, and every
+`Pacing.refresh_seconds` while a success waits to show.
 The cycle ends when nothing is running and nothing more can be started, or when its time
 budget is used up: then runs still going carry over into the next cycle, which the daemon
 starts at once (`next_cycle_delay`).
@@ -18,6 +26,8 @@ scheduling: the runtime (`core.runtime`) calls `cycle()` and `poll_ledger()` on 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import enum
 import json
 import logging
 import sqlite3
@@ -26,8 +36,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.channel_book import ChannelBook
 from core.channel_ref import ChannelLookupError, ChannelRef, resolve_channel
-from core.confirm import Confirmations, patch
+from core.confirm import Confirmations, listed
 from core.events import (
     AlertCleared,
     AlertRaised,
@@ -37,8 +48,11 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
+from core.fresh_pair import requalify, unfit
 from core.history import Observation
+from core.lndg import LndgNotFound
 from core.models import Channel, Outcome, Pair, Rebalance, RunResult
+from core.node_records import Forward
 from core.pairing import PairView, count_pairs
 from core.planner import Planner, PlannerConfig
 from core.settings import Settings
@@ -52,6 +66,8 @@ log = logging.getLogger("core.engine")
 FetchChannels = Callable[[], Awaitable[list[Channel]]]
 # One channel by chan_id from LNDg's detail endpoint (core.lndg.LndgClient.fetch_channel).
 FetchChannel = Callable[[str], Awaitable[Channel]]
+# Forwards LNDg recorded since a moment (core.lndg.LndgClient.fetch_forwards).
+FetchForwards = Callable[[dt.datetime], Awaitable[Sequence[Forward]]]
 # Past attempts to learn from at start (see core.history), given the channels LNDg lists.
 LoadHistory = Callable[[Sequence[Channel]], Awaitable[list[Observation]]]
 
@@ -64,6 +80,11 @@ BUDGET_ALERT = "budget"
 STOP_CANCEL_WAIT = 2.0
 ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
 PLAN_LOG_LINES = 5  # planned pairs logged at INFO each cycle; the rest at DEBUG
+# Planning again after pairs that no longer qualified on fresh rows: at most this many times
+# per free worker slot, so a stale estimate costs a bounded number of detail reads.
+FRESH_ROUNDS = 3
+# A row read this recently (a confirmation just now) counts as read fresh for a run's start.
+FRESH_SECONDS = 1.0
 # Outcomes that say nothing of whether this host can start runs.
 _NOT_STARTED = (Outcome.STOPPED, Outcome.START_FAILED, Outcome.DRY_RUN, Outcome.BINARY_MISSING)
 # Outcomes that say something is wrong with the node or the setup, not with one route.
@@ -127,6 +148,16 @@ class EngineStatus:
     lndg_ok: bool | None = None
     lndg_error: str = ""
     active: dict[int, ActiveRun] = field(default_factory=dict)
+    # Pairs of the last (or running) cycle not started because their channels, read fresh
+    # right before the run, no longer qualified.
+    last_cycle_stale: int = 0
+
+
+class _Read(enum.Enum):
+    """A detail read that gave no row: the channel is gone (404), or LNDg did not answer."""
+
+    GONE = "gone"
+    FAILED = "failed"
 
 
 class Engine:
@@ -146,11 +177,15 @@ class Engine:
         history: LoadHistory | None = None,
         guard: SpendGuard | None = None,
         fetch_channel: FetchChannel | None = None,
+        fetch_forwards: FetchForwards | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._fetch_channels = fetch_channels
         self._fetch_channel = fetch_channel
+        self._fetch_forwards = fetch_forwards
+        # The channels between two list reads (used with a detail reader only).
+        self.book = ChannelBook(settings.channel_list_seconds)
         self.runner = runner
         self.events = events or EventBus()
         self.clock = clock
@@ -180,9 +215,10 @@ class Engine:
             spacing=self.pacing.detail_seconds,
             give_up=self.planner.config.confirm_seconds,
         )
-        self._detail_failing = False  # the last detail read failed (its line was logged)
-        # A detail read failed: the successes waiting are confirmed by full reads instead.
-        self._by_list = False
+        # The last detail or forwards read failed (its line was logged): one per episode.
+        self._detail_failing = False
+        self._unread: set[str] = set()  # targets whose channels could not be read this cycle
+        self._forwards_failing = False  # the last forwards read failed (its line was logged)
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -238,6 +274,11 @@ class Engine:
             raise
         self.status.lndg_ok, self.status.lndg_error = True, ""
         self.clear("lndg", f"LNDg is reachable again ({len(channels)} channels)")
+        self.book.reset(channels, self.clock())
+        return await self._adopt(channels)
+
+    async def _adopt(self, channels: list[Channel]) -> list[Channel]:
+        """The channels to plan on: aliases, exclusions to seed, the spending rules' skips."""
         self._aliases.update((c.chan_id, c.alias) for c in channels)
         self._seed_exclusions(channels)
         if self.guard is not None:
@@ -324,11 +365,13 @@ class Engine:
             log.info("cycle skipped: paused")
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped="paused")
         try:
-            channels = await self.channels()
+            channels = await self._cycle_channels(started, manual=ignore_pause)
         except Exception as exc:
             log.log(logging.INFO if self._stopping else logging.ERROR, "cycle skipped: %s", exc)
             return self._finish(started, 0, 0, self._reap(), [], dry_run, skipped=str(exc))
-        self._moved, self._by_list = False, False
+        self._moved = False
+        self._unread.clear()
+        self.status.last_cycle_stale = 0
         self._confirms.clear()  # a new round: the planner waits on no earlier success
         await self._learn_history(channels)
         excluded = self.excluded()
@@ -343,6 +386,39 @@ class Engine:
             results = await self._dispatch(channels, planned, started)
         self.poll_ledger()
         return self._finish(started, len(channels), count, results, planned, dry_run)
+
+    async def _cycle_channels(self, now: float, *, manual: bool) -> list[Channel]:
+        """The whole list when due (or asked for by a manual cycle, or without a detail
+        reader); else the book, moved by the forwards LNDg recorded since."""
+        if self._fetch_channel is None or manual or self.book.due(now):
+            return await self.channels()
+        if not await self._read_forwards():
+            # LNDg down is said (alert, cycle skipped) as by a list read, and the list is read
+            # until one succeeds (which ends the alert); forwards it cannot serve cost the list.
+            self.book.invalidate()
+            return await self.channels()
+        return await self._adopt(self.book.channels())
+
+    async def _read_forwards(self) -> bool:
+        """Move the book by the forwards since; False when they could not be read."""
+        since = self.book.forwards_since()
+        if self._fetch_forwards is None or since is None:
+            return True
+        try:
+            forwards = await self._fetch_forwards(dt.datetime.fromtimestamp(since, dt.UTC))
+        except Exception as exc:
+            quiet = self._stopping or self._forwards_failing
+            self._forwards_failing = True
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "forwards since the last channel list not read (%s); reading the whole list",
+                exc,
+            )
+            return False
+        self._forwards_failing = False
+        moved = self.book.apply_forwards(forwards)
+        log.debug("%d new forwards moved the channels since the last list", moved)
+        return True
 
     async def _learn_history(self, channels: Sequence[Channel]) -> None:
         """Once, at the first cycle that reads the channels: learn from past attempts."""
@@ -384,12 +460,15 @@ class Engine:
             skipped,
         )
         carried = f", {len(self._pool)} runs carried over" if self._pool else ""
+        stale = self.status.last_cycle_stale
+        gone = f", {stale} pairs no longer qualified when read fresh" if stale else ""
         log.info(
-            "cycle finish: %d runs in %.1fs%s%s",
+            "cycle finish: %d runs in %.1fs%s%s%s",
             len(results),
             finished - started,
             f" ({skipped})" if skipped else "",
             carried,
+            gone,
         )
         self.events.emit(event)
         return event
@@ -448,14 +527,14 @@ class Engine:
                 free = self._free_workers()
                 may_start = bool(free) and now < deadline and self._may_start(now)
                 want_fresh = self._wants_list(now)
-                if may_start:
+                if may_start and self._fetch_channel is not None:
+                    await self._fresh_step(free, now)
+                elif may_start:
                     age = now - fetched_at
                     if (want_fresh and age >= self.pacing.refresh_seconds) or (
                         age >= self.pacing.max_snapshot_age
                     ):
                         snapshot, fetched_at = await self._refresh(snapshot), self.clock()
-                    elif not self._by_list and (due := self._confirms.due(now)):
-                        snapshot = await self._confirm(snapshot, due)
                     self._start(snapshot, free, now)
                 if not self._pool:
                     break
@@ -469,7 +548,7 @@ class Engine:
                         timeout = min(
                             timeout, max(fetched_at + self.pacing.refresh_seconds - now, 0)
                         )
-                    next_read = None if self._by_list else self._confirms.next_at()
+                    next_read = self._confirms.next_at()
                     if may_start and next_read is not None:
                         timeout = min(timeout, max(next_read - now, 0))
                 await asyncio.wait(
@@ -488,52 +567,152 @@ class Engine:
             log.warning("channels not refreshed, planning on the last snapshot: %s", exc)
             return snapshot
         self._moved = False
-        self._confirms.settle(snapshot, fresh)
-        if not self._confirms.waiting(self.clock()):
-            self._by_list = False  # the list showed them all: the next success uses details
         return fresh
 
     def _wants_list(self, now: float) -> bool:
-        """Whether to read the whole channel list at the short cadence (`refresh_seconds`)."""
-        if self._fetch_channel is None:  # no detail reader: the list shows what runs moved
-            return self._moved or self.planner.awaiting_confirmation(now)
-        if self._by_list and not self._confirms.waiting(now):
-            self._by_list = False  # confirmed (or waited on too long): details again
-        return self._by_list
+        """Without a detail reader: whether to read the whole list at `refresh_seconds`."""
+        if self._fetch_channel is not None:  # details and the book show what runs moved
+            return False
+        return self._moved or self.planner.awaiting_confirmation(now)
 
-    async def _confirm(self, snapshot: list[Channel], due: Sequence[str]) -> list[Channel]:
-        """The snapshot with the channels of recent successes read again, one by one.
+    # --- with a detail reader: the book, fresh rows before each run ---------------------
 
-        A failed read (404, timeout, LNDg down) hands the successes waiting to the full
-        channel list, read every `refresh_seconds` until it shows them (as without a detail
-        reader); the next success tries the detail endpoint again.
-        """
-        assert self._fetch_channel is not None
-        for chan_id in due:
-            self._confirms.read(chan_id, self.clock())
+    async def _fresh_step(self, free: list[int], now: float) -> None:
+        """Read the list if CHANNEL_LIST_SECONDS passed, confirm successes, start runs."""
+        if self.book.listed_at is None or now - self.book.listed_at >= self.book.list_seconds:
+            waiting = self._confirms.waiting(now)
+            before = [row for c in waiting if (row := self.book.row(c)) is not None]
             try:
-                fresh = await self._fetch_channel(chan_id)
+                await self.channels()
             except Exception as exc:
-                self._detail_failed(chan_id, exc)
-                return snapshot
-            patched = patch(snapshot, fresh)
-            self._confirms.settle(snapshot, patched)
-            snapshot = patched
-        self._detail_failing = False
-        return snapshot
+                log.warning("channel list not read, planning on the last one: %s", exc)
+            after = [row for c in waiting if (row := self.book.row(c)) is not None]
+            self._confirms.settle(before, after)
+        elif due := self._confirms.due(now):
+            for chan_id in due:
+                self._confirms.read(chan_id, self.clock())
+                if await self._read_row(chan_id) is _Read.FAILED:
+                    break
+        await self._start_fresh(free)
 
-    def _detail_failed(self, chan_id: str, exc: Exception) -> None:
-        self._by_list = True
-        # One line per episode: an LNDg that never serves details is not news at each run.
+    async def _read_row(self, chan_id: str) -> Channel | _Read:
+        """One channel through the detail endpoint, put into the book (and the successes
+        waiting on it settled); 404 drops it and has the list read at the next cycle."""
+        assert self._fetch_channel is not None
+        try:
+            fresh = await self._fetch_channel(chan_id)
+        except LndgNotFound:
+            log.info(
+                "channel %s is gone from LNDg; the channel list is read again at the next cycle",
+                chan_id,
+            )
+            self._read_ok()
+            before = self.book.row(chan_id)
+            self.book.drop(chan_id)
+            self._confirms.settle([before] if before else [], [])
+            return _Read.GONE
+        except Exception as exc:
+            self._read_failed(f"channel {chan_id} not read from LNDg's channel detail", exc)
+            return _Read.FAILED
+        self._read_ok()
+        before = self.book.row(chan_id)
+        self.book.patch(fresh, self.clock())
+        self._confirms.settle([before] if before else [], [fresh] if listed(fresh) else [])
+        return fresh
+
+    def _read_ok(self) -> None:
+        self._detail_failing = False
+
+    def _read_failed(self, what: str, exc: Exception) -> None:
+        # One line per episode: an LNDg that stopped answering is not news at each run.
         quiet = self._stopping or self._detail_failing
         self._detail_failing = True
         log.log(
             logging.DEBUG if quiet else logging.WARNING,
-            "channel %s not read from LNDg's channel detail (%s); confirming with the next "
-            "full channel read",
-            chan_id,
+            "%s (%s); no run starts on channels not read fresh",
+            what,
             exc,
         )
+
+    async def _start_fresh(self, free: list[int]) -> None:
+        """Start runs whose two channels, read right now, still make the pair.
+
+        A pair that no longer qualifies is counted and logged at DEBUG, and the planner asks
+        again on the rows just read (at most FRESH_ROUNDS times). A read LNDg does not answer
+        skips that target for the cycle and ends this step.
+        """
+        rejected: set[str] = set()
+        for _ in range(FRESH_ROUNDS):
+            busy: set[str] = set()
+            for active in self._pool.values():
+                busy |= active.pair.channels
+            excluded = self.excluded() | rejected | self._unread
+            now = self.clock()
+            planned = self.planner.next_pairs(self.book.channels(), busy, len(free), now, excluded)
+            again = False
+            for pair in planned:
+                if not free or not self._may_start(self.clock()):
+                    return
+                ready = await self._fresh(pair)
+                if ready is _Read.FAILED:
+                    self._unread.add(pair.target.chan_id)
+                    return
+                if not isinstance(ready, Pair):
+                    rejected.add(ready if isinstance(ready, str) else pair.target.chan_id)
+                    again = True
+                    continue
+                self._launch(ready, free.pop(0), self.clock())
+            if not again or not free:
+                return
+
+    async def _fresh(self, pair: Pair) -> Pair | _Read | str | None:
+        """The pair as its run starts, on rows read now; else not started: the channel to
+        leave out for the rest of this step (None: the target)."""
+        if self.guard is not None:  # what the book already rules out costs no read
+            ready = self.guard.for_run(pair)
+            if not isinstance(ready, Pair):
+                log.info("not started %s: %s", pair.log_line(), ready.describe())
+                return None
+        rows: dict[str, Channel] = {}
+        excluded = self.store.excluded_ids()
+        for chan_id in (pair.target.chan_id, pair.source.chan_id):
+            read_at = self.book.read_at(chan_id)
+            if read_at is not None and self.clock() - read_at < FRESH_SECONDS:
+                known = self.book.get(chan_id)
+                if known is not None:
+                    rows[chan_id] = known
+                    continue
+            row = await self._read_row(chan_id)
+            if row is _Read.FAILED:
+                return row
+            if row is _Read.GONE:
+                self._stale(pair, f"channel {chan_id} is gone from LNDg")
+                return None
+            if chan_id == pair.target.chan_id and (why := unfit("target", row, excluded)):
+                self._stale(pair, why)  # the source need not be read
+                return None
+            rows[chan_id] = row
+        target = rows[pair.target.chan_id]
+        fresh = requalify(rows[pair.source.chan_id], target, excluded)
+        if isinstance(fresh, str):  # the target holds (above): the source does not
+            self._stale(pair, fresh)
+            return pair.source.chan_id
+        if self.guard is None:
+            return fresh
+        skip = self.guard.skips([target], self.clock()).get(target.chan_id)
+        if skip is not None:
+            self.skipped[target.chan_id] = skip
+            self._stale(pair, skip.describe())
+            return None
+        ready = self.guard.for_run(fresh)
+        if not isinstance(ready, Pair):
+            self._stale(pair, ready.describe())
+            return None
+        return ready
+
+    def _stale(self, pair: Pair, why: str) -> None:
+        self.status.last_cycle_stale += 1
+        log.debug("not started %s: read fresh, %s", pair.log_line(), why)
 
     def _free_workers(self) -> list[int]:
         used = {active.worker for active in self._pool.values()}
@@ -551,10 +730,13 @@ class Engine:
                     log.info("not started %s: %s", pair.log_line(), ready.describe())
                     continue
                 pair = ready
-            active = ActiveRun(pair, free.pop(0), now)
-            self.planner.started(pair, now)
-            task = asyncio.create_task(self._run(active), name=f"worker {active.worker}")
-            self._pool[task] = active
+            self._launch(pair, free.pop(0), now)
+
+    def _launch(self, pair: Pair, worker: int, now: float) -> None:
+        active = ActiveRun(pair, worker, now)
+        self.planner.started(pair, now)
+        task = asyncio.create_task(self._run(active), name=f"worker {active.worker}")
+        self._pool[task] = active
 
     def _reap(self) -> list[RunResult]:
         """Results of the runs that ended (this cycle or before it), in the order they ended."""

@@ -1,4 +1,4 @@
-"""How often the daemon may read LNDg: a cycle reads the whole channel list, LNDg syncs ~20 s."""
+"""How often the daemon may read LNDg: each cycle reads it, and LNDg syncs only every ~20 s."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def sleep_warning(sleep_seconds: int) -> str | None:
         return None
     return (
         f"SLEEP_SECONDS={sleep_seconds} is below {MIN_SLEEP_SECONDS}: LNDg syncs with LND only "
-        f"about every {LNDG_SYNC_SECONDS} s and each cycle reads LNDg's whole channel list "
-        "(about 1.4 kB per channel, 2.1 MB at 1,500 channels), so shorter sleeps load LNDg "
-        "for little gain; use 60 or more (default 300)"
+        f"about every {LNDG_SYNC_SECONDS} s and each cycle reads LNDg's forwards and "
+        "rebalancer attempts (and its whole channel list, about 1.3 kB per channel, once "
+        "CHANNEL_LIST_SECONDS passed), so shorter sleeps load LNDg for little gain; use 60 or "
+        "more (default 300)"
     )

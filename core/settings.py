@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # Engine
     dry_run: bool = False
     sleep_seconds: int = Field(default=300, ge=1, le=86_400)
+    # LNDg's whole channel list (1.9 MB at 1,500 channels) at most this often (core.channel_book).
+    channel_list_seconds: int = Field(default=1800, ge=1, le=86_400)
     max_workers: int = Field(default=4, ge=1, le=64)
     regolancer_bin: str = "regolancer"
     regolancer_template: Path = Path("config.template.json")

@@ -40,8 +40,9 @@ FIGURES = [
     r"^planning 1500 channels .*next pairs [\d.]+ ms.*\[target <= 20 ms: (PASS|FAIL)\]",
     r"^fetch 1500 channels from the loopback LNDg: \d+ ms",
     r"^fetch \+ plan 1500 channels: \d+ ms.*\[target <= 300 ms: (PASS|FAIL)\]",
-    r"^lndg 1500 channels idle \(\d+ runs, \d+ successes per h\): before \d+ list \+ \d+ detail "
-    r"reads, [\d.]+ MB per h; after \d+ list \+ \d+ detail reads, [\d.]+ MB per h",
+    r"^lndg 1500 channels idle \(\d+ runs, \d+ successes per h\): before \d+ requests \(\d+ list, "
+    r"\d+ detail, \d+ forwards\), [\d.]+ MB per h; after \d+ requests \(\d+ list, \d+ detail, "
+    r"\d+ forwards\), [\d.]+ MB per h",
     r"^lndg 1500 channels under load .*: before .* MB per h; after .* MB per h; [\d.]+x fewer "
     r"bytes  \[target >= 10x: (PASS|FAIL)\]",
     r"^report 30d at [\d,]+ ledger rows \([\d,]+ LNDg payments\), 29 closed days stored: "

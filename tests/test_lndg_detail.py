@@ -259,7 +259,7 @@ class NoDetailLndg(FakeLndg):
 
 
 @pytest.mark.parametrize("failure", ["404", "timeout"])
-async def test_a_failed_detail_read_falls_back_to_the_full_list_with_one_line(
+async def test_a_failed_confirmation_read_never_falls_back_to_the_whole_list(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, failure: str
 ) -> None:
     kind = NoDetailLndg if failure == "404" else FakeLndg
@@ -280,24 +280,29 @@ async def test_a_failed_detail_read_falls_back_to_the_full_list_with_one_line(
             engine = engine_on(tmp_path, client, runner, PACING, client.fetch_channel)
             await asyncio.wait_for(engine.cycle(), 20)
             fake.set_fault(None)
-        lists = fake.traffic(is_list)[0]
-        details = fake.traffic(lambda path: path.startswith("/api/channels/") and not is_list(path))
+            lists = fake.traffic(is_list)[0]
+            await asyncio.wait_for(engine.cycle(), 20)
+            lists_after_next = fake.traffic(is_list)[0]
 
-    assert first_pair_runs(runner, fake) == [(source, target)] * 4  # confirmed all the same
+    assert lists == 1  # the cycle's own read: never the whole list to confirm
     warned = [r for r in caplog.records if "not read from LNDg's channel detail" in r.getMessage()]
-    assert [r.levelno for r in warned if r.levelno >= logging.WARNING] == [logging.WARNING]
-    line = warned[0].getMessage()
-    assert line.startswith(f"channel {target} not read from LNDg's channel detail (")
-    assert line.endswith("); confirming with the next full channel read")
+    gone = [r for r in caplog.records if "is gone from LNDg" in r.getMessage()]
     if failure == "404":
-        assert "has no channel" in line
-        assert len(warned) == 4
-        assert details[0] == 4
-        assert lists > 4
+        # LNDg does not know the target any more: no run on it until a list shows it again,
+        # and the list is read at the next cycle although CHANNEL_LIST_SECONDS did not pass.
+        assert first_pair_runs(runner, fake)[:1] == [(source, target)]
+        assert first_pair_runs(runner, fake).count((source, target)) == 2  # once per list
+        assert warned == []
+        assert gone[0].getMessage().startswith(f"channel {target} is gone from LNDg")
+        assert lists_after_next == 2
     else:
+        assert first_pair_runs(runner, fake)[:4] == [(source, target)] * 4  # confirmed later
+        assert [r.levelno for r in warned if r.levelno >= logging.WARNING] == [logging.WARNING]
+        line = warned[0].getMessage()
+        assert line.startswith(f"channel {target} not read from LNDg's channel detail (")
         assert "did not answer within 0.3s" in line
-        assert lists >= 2
-        assert details[0] > 4
+        assert line.endswith("); no run starts on channels not read fresh")
+        assert lists_after_next == 1  # the next cycle plans on the book
 
 
 # -- the pure parts ----------------------------------------------------------------------------
@@ -346,7 +351,7 @@ def test_sleep_seconds_below_60_is_warned_with_why() -> None:
     line = sleep_warning(15)
     assert line is not None
     assert line.startswith("SLEEP_SECONDS=15 is below 60: LNDg syncs with LND only about every ")
-    assert "each cycle reads LNDg's whole channel list" in line
+    assert "each cycle reads LNDg's forwards" in line
     assert sleep_warning(60) is None
     assert sleep_warning(300) is None
     (check,) = check_pace(load_settings(None, sleep_seconds=59))
