@@ -77,6 +77,7 @@ START_RETRY_SECONDS = 5.0
 START_RETRY_MAX = 300.0
 START_ALERT = "start"
 BUDGET_ALERT = "budget"
+DETAIL_ALERT = "lndg-detail"  # the list shows a channel its detail read calls gone
 STOP_CANCEL_WAIT = 2.0
 ALERTS_KEY = "alerts"  # standing alerts in the store, for `health`
 PLAN_LOG_LINES = 5  # planned pairs logged at INFO each cycle; the rest at DEBUG
@@ -219,6 +220,11 @@ class Engine:
         self._detail_failing = False
         self._unread: set[str] = set()  # targets whose channels could not be read this cycle
         self._forwards_failing = False  # the last forwards read failed (its line was logged)
+        self._list_failing = False  # the last list read between cycles failed (logged once)
+        # Channels a detail read called gone (404): one the list then still shows means the
+        # detail endpoint does not answer (a proxy blocking the path?): said, not left silent.
+        self._vanished: set[str] = set()
+        self._contradicted: set[str] = set()
         self._next_delay = float(settings.sleep_seconds)
         self._last_beat = 0.0
 
@@ -275,7 +281,24 @@ class Engine:
         self.status.lndg_ok, self.status.lndg_error = True, ""
         self.clear("lndg", f"LNDg is reachable again ({len(channels)} channels)")
         self.book.reset(channels, self.clock())
+        self._check_vanished(channels)
         return await self._adopt(channels)
+
+    def _check_vanished(self, channels: Sequence[Channel]) -> None:
+        """Alert when the list shows a channel its detail read called gone."""
+        listed_ids = {c.chan_id for c in channels}
+        shown = self._vanished & listed_ids
+        self._vanished -= listed_ids
+        self._contradicted = (self._contradicted & listed_ids) | shown
+        if shown:
+            self.alert(
+                DETAIL_ALERT,
+                f"LNDg lists channel {min(shown)} but answers 404 for its detail "
+                f"(/api/channels/{min(shown)}/): runs on it wait for whole-list reads, heavy on "
+                "LNDg; is a proxy in front of LNDg blocking that path?",
+            )
+        elif not self._contradicted:
+            self.clear(DETAIL_ALERT, "LNDg's channel detail reads answer again")
 
     async def _adopt(self, channels: list[Channel]) -> list[Channel]:
         """The channels to plan on: aliases, exclusions to seed, the spending rules' skips."""
@@ -584,8 +607,16 @@ class Engine:
             before = [row for c in waiting if (row := self.book.row(c)) is not None]
             try:
                 await self.channels()
+                self._list_failing = False
             except Exception as exc:
-                log.warning("channel list not read, planning on the last one: %s", exc)
+                # Re-planned every few seconds while LNDg is down: one line per episode.
+                quiet = self._list_failing or self._stopping
+                self._list_failing = True
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "channel list not read, planning on the last one: %s",
+                    exc,
+                )
             after = [row for c in waiting if (row := self.book.row(c)) is not None]
             self._confirms.settle(before, after)
         elif due := self._confirms.due(now):
@@ -607,6 +638,7 @@ class Engine:
                 chan_id,
             )
             self._read_ok()
+            self._vanished.add(chan_id)
             before = self.book.row(chan_id)
             self.book.drop(chan_id)
             self._confirms.settle([before] if before else [], [])
@@ -615,6 +647,10 @@ class Engine:
             self._read_failed(f"channel {chan_id} not read from LNDg's channel detail", exc)
             return _Read.FAILED
         self._read_ok()
+        if chan_id in self._contradicted:
+            self._contradicted.discard(chan_id)
+            if not self._contradicted:
+                self.clear(DETAIL_ALERT, "LNDg's channel detail reads answer again")
         before = self.book.row(chan_id)
         self.book.patch(fresh, self.clock())
         self._confirms.settle([before] if before else [], [fresh] if listed(fresh) else [])

@@ -65,10 +65,13 @@ class SlowDetailLndg(FakeLndg):
     """An LNDg whose channel detail answers take `slow_details` seconds (the rest is quick)."""
 
     slow_details = 0.0
+    blocked_details = False  # a proxy in front of LNDg answering 404 for channel details
 
     def _detail(self, kind: str, key: str, *args: Any) -> _Reply:
         if kind == "channels" and self.slow_details:
             time.sleep(self.slow_details)
+        if kind == "channels" and self.blocked_details:
+            return super()._detail(kind, "no-such-channel", *args)
         return super()._detail(kind, key, *args)
 
 
@@ -213,6 +216,22 @@ async def test_a_channel_gone_from_lndg_is_dropped_and_the_list_read_next_cycle(
     assert fake.traffic(is_list)[0] == 2  # forced, though CHANNEL_LIST_SECONDS did not pass
 
 
+async def test_a_detail_404_for_a_channel_the_list_shows_is_an_alert_not_silence(
+    fake: SlowDetailLndg, setup: Setup
+) -> None:
+    await planned_once(setup)
+    fake.blocked_details = True
+    await asyncio.wait_for(setup.engine.cycle(), 10)
+    assert setup.runner.started == []  # the target not read fresh: nothing spends
+    assert not setup.engine.alert_standing("lndg-detail")  # 404 alone: the channel may be gone
+    await asyncio.wait_for(setup.engine.cycle(), 10)  # the list read again still shows it
+    assert setup.engine.alert_standing("lndg-detail")
+    fake.blocked_details = False
+    setup.later(60)  # the list's rows are old again: the next run reads its channels
+    await asyncio.wait_for(setup.engine.cycle(), 10)
+    assert not setup.engine.alert_standing("lndg-detail")  # a detail read answered
+
+
 async def test_a_detail_timeout_skips_the_pair_and_warns_once(
     fake: SlowDetailLndg, setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -254,6 +273,39 @@ async def test_lndg_down_between_list_reads_is_said_as_before(
     fake.set_fault(None)
     await asyncio.wait_for(setup.engine.cycle(), 10)
     assert not setup.engine.alert_standing("lndg")
+
+
+async def test_a_failing_list_read_mid_cycle_warns_once(
+    fake: SlowDetailLndg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(None, data_dir=tmp_path, max_workers=2, channel_list_seconds=1)
+    runner = ScriptedRunner(delay=2.0)  # one run holds the cycle open; the other worker re-plans
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        async with client_for(fake, timeout=0.3, attempts=1) as client:
+
+            async def fetch() -> list[Channel]:
+                return (await client.fetch_channels()).channels
+
+            engine = Engine(
+                settings,
+                store,
+                fetch,
+                runner,
+                pacing=replace(PACING, replan_seconds=0.2),
+                fetch_channel=client.fetch_channel,
+                fetch_forwards=client.fetch_forwards,
+            )
+            caplog.set_level(logging.DEBUG, logger="core.engine")
+            cycle = asyncio.create_task(engine.cycle())
+            while not runner.started:
+                await asyncio.sleep(0.01)
+            fake.slow_seconds = 1.0
+            fake.set_fault("slow")  # every list read from now on times out
+            await asyncio.wait_for(cycle, 10)
+    failed = [r for r in caplog.records if r.getMessage().startswith("channel list not read")]
+    assert len(failed) >= 2  # re-planned while LNDg was down
+    assert [r.levelno for r in failed][:2] == [logging.WARNING, logging.DEBUG]
+    assert sum(r.levelno == logging.WARNING for r in failed) == 1
 
 
 async def test_forwards_move_the_estimate_without_a_list_read(fake: FakeLndg, setup: Setup) -> None:
