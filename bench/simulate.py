@@ -58,7 +58,7 @@ from core.settings import load_settings
 from core.spend_guard import SpendGuard
 from core.spending import template_cap_ppm
 from core.state import StateStore
-from sim.model import Node, RouteModel
+from sim.model import BUSY_PERIOD_SECONDS, Node, RouteModel
 from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 from sim.routing import Demand, Request, lost_msat, route
@@ -170,6 +170,7 @@ class SimNode(Node):
         super().__init__(channels, routes, config.seed)
         self.config = config
         self.synced = dict(self.local)
+        self._listed: tuple[dict[str, int], int, list[Channel]] | None = None
         self.targets = [
             c.chan_id for c in channels if c.auto_rebalance and not self.in_band(c.chan_id)
         ]
@@ -378,12 +379,23 @@ class SimNode(Node):
         return [*from_payments(payments), *from_lndg_failures(attempts, channels)]
 
     def sync(self) -> None:
-        self.synced = dict(self.local)
+        self.synced = dict(self.local)  # a new dict: `listed` knows the list is stale by it
+
+    def listed(self, now: float = 0.0) -> list[Channel]:
+        """LNDg's channel list: balances as of its last sync, HTLC counts as of `now`.
+
+        Made once per sync and busy period (what it depends on), a fresh list each call.
+        """
+        period = int(now // BUSY_PERIOD_SECONDS)
+        made = self._listed
+        if made is None or made[0] is not self.synced or made[1] != period:
+            made = self._listed = (self.synced, period, self.snapshot(self.synced, now))
+        return list(made[2])
 
     async def fetch(self) -> list[Channel]:
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
         await asyncio.sleep(0.2)
-        return self.snapshot(self.synced, asyncio.get_running_loop().time())
+        return self.listed(asyncio.get_running_loop().time())
 
 
 class SimReads:
