@@ -26,6 +26,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bench.shuffle import shuffled_range
 from bench.simulate import Meter, SideResult, SimConfig, SimNode, SimRunner, _drive, _result
 from core.models import Channel, Pair
 from core.node_records import ArSettings
@@ -60,8 +61,7 @@ async def run_original(config: SimConfig) -> SideResult:
             # The cross product, shuffled: its positions are shuffled as the list would be
             # (the same draws), and a pair is made only when the walk reaches it.
             pairs = PairView(await node.fetch())
-            order = list(range(len(pairs)))
-            rng.shuffle(order)
+            order = shuffled_range(rng, len(pairs))
             for index in order:
                 if loop.time() - began > MAX_CYCLE_SECONDS:
                     break  # "CYCLE TIMEOUT ... restarting cycle"
