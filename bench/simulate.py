@@ -181,6 +181,7 @@ class SimNode(Node):
         self.reached: list[float] = []  # when each first target first got within its band
         self.plain = [c.chan_id for c in channels if not c.auto_rebalance]
         self.auto = [c.chan_id for c in channels if c.auto_rebalance]
+        self._alive: dict[str, frozenset[str]] = {}
         self._routing = random.Random(config.seed + 1)
         # What the node earns and pays: each channel's own fee rate (as LNDg lists it), and
         # the demo's routing demand (`sim.routing`), uneven by `demand_sigma`.
@@ -320,9 +321,18 @@ class SimNode(Node):
         for target in self.auto:
             if self.in_band(target):
                 continue
-            if any(self._pairs_alive(s, target) for s in sources):
+            if not self._alive_sources(target).isdisjoint(sources):
                 needy += 1
         return min(needy, len(sources))
+
+    def _alive_sources(self, target: str) -> frozenset[str]:
+        """The sources whose pair with `target` has a route at all (fixed for the node)."""
+        found = self._alive.get(target)
+        if found is None:
+            found = self._alive[target] = frozenset(
+                s for s in self.plain if self._pairs_alive(s, target)
+            )
+        return found
 
     def _pairs_alive(self, source: str, target: str) -> bool:
         return (

@@ -201,10 +201,11 @@ class Node:
             return False
         period = int(now // BUSY_PERIOD_SECONDS)
         key = (chan_id, period)
-        if key not in self._busy:
+        found = self._busy.get(key)
+        if found is None:
             draw = random.Random(f"{self.seed}:htlc:{chan_id}:{period}").random()
-            self._busy[key] = draw < self.routes.busy_share
-        return self._busy[key]
+            found = self._busy[key] = draw < self.routes.busy_share
+        return found
 
     def finds_route(self, source: str, target: str, rng: random.Random, now: float = 0.0) -> bool:
         """One try of the pair's routes: True with the pair's odds."""
