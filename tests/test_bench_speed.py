@@ -8,6 +8,7 @@ checked against the straightforward code it replaced, on the same seeds.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from itertools import pairwise
 
 import pytest
@@ -123,7 +124,10 @@ def test_demand_draws_the_requests_it_drew_before() -> None:
 
 
 def test_available_work_counts_targets_with_a_live_source_as_before() -> None:
-    node = SimNode(node_channels(150, 6), CONFIG)
+    # most pairs dead, so whether a target has a live source turns on which sources are full
+    node = SimNode(
+        node_channels(150, 6), replace(CONFIG, dead_pair_share=0.97, routing_share_per_day=0.3)
+    )
 
     def plain(node: SimNode) -> int:
         sources = [
