@@ -13,7 +13,7 @@ from itertools import pairwise
 
 import pytest
 
-from bench import shuffle
+from bench import earnings, shuffle
 from bench.simulate import SimConfig, SimNode
 from core.pairing import PairView, build_pairs, is_usable
 from sim.model import BUSY_HTLCS, BUSY_PERIOD_SECONDS
@@ -148,3 +148,15 @@ def test_available_work_counts_targets_with_a_live_source_as_before() -> None:
         seen.append(node.available_work(step * 3600.0))
         assert seen[-1] == plain(node)
     assert any(a != b for a, b in pairwise(seen))  # the count moved with the balances
+
+
+@pytest.mark.subprocess
+def test_the_plan_in_one_pool_gives_each_row_what_it_gives_alone() -> None:
+    small = SimConfig(channels=40, horizon_hours=0.5, routing_share_per_day=0.1, demand_sigma=1.0)
+    plan = [(small, (1, 2)), (replace(small, channels=60, route_channel_share=0.0), (3,))]
+    pooled = list(earnings.measure_all(plan, jobs=2))
+    alone = [earnings.measure(config, seeds) for config, seeds in plan]
+    assert [f.seeds for f in pooled] == [(1, 2), (3,)]
+    assert [f.config for f in pooled] == [config for config, _ in plan]
+    assert [f.sides for f in pooled] == [f.sides for f in alone]
+    assert pooled[0].sides["daemon"][0] != pooled[0].sides["daemon"][1]  # the seeds differ
