@@ -26,13 +26,17 @@ def shuffled_range(rng: random.Random, n: int) -> list[int]:
 
 def _shuffle_inlined(rng: random.Random, order: list[int]) -> None:
     draw = rng.getrandbits
-    for i in range(len(order) - 1, 0, -1):
-        bound = i + 1
-        bits = bound.bit_length()
-        j = draw(bits)
-        while j >= bound:  # rejection sampling, as _randbelow_with_getrandbits
+    top = len(order)  # the bounds (i + 1 of CPython's loop) go from here down to 2
+    while top > 1:
+        bits = top.bit_length()  # the same for every bound down to the power of two below
+        lowest = 1 << (bits - 1)
+        for bound in range(top, lowest - 1, -1):
             j = draw(bits)
-        order[i], order[j] = order[j], order[i]
+            while j >= bound:  # rejection sampling, as _randbelow_with_getrandbits
+                j = draw(bits)
+            i = bound - 1
+            order[i], order[j] = order[j], order[i]
+        top = lowest - 1
 
 
 @functools.cache

@@ -394,13 +394,22 @@ class SimNode(Node):
     def listed(self, now: float = 0.0) -> list[Channel]:
         """LNDg's channel list: balances as of its last sync, HTLC counts as of `now`.
 
-        Made once per sync and busy period (what it depends on), a fresh list each call.
+        A fresh list each call, made again only when what it shows changed: after a sync,
+        only the channels whose balance moved (most did not); in a new busy period, all.
         """
         period = int(now // BUSY_PERIOD_SECONDS)
         made = self._listed
-        if made is None or made[0] is not self.synced or made[1] != period:
-            made = self._listed = (self.synced, period, self.snapshot(self.synced, now))
-        return list(made[2])
+        if made is None or made[1] != period:
+            shown = self.snapshot(self.synced, now)
+        elif made[0] is not self.synced:
+            old, new, shown = made[0], self.synced, list(made[2])
+            for index, chan_id in enumerate(self.channels):
+                if new[chan_id] != old[chan_id]:
+                    shown[index] = self.view(chan_id, new[chan_id], now)
+        else:
+            return list(made[2])
+        self._listed = (self.synced, period, shown)
+        return list(shown)
 
     async def fetch(self) -> list[Channel]:
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
