@@ -15,6 +15,7 @@ import pytest
 
 from bench import earnings, shuffle
 from bench.simulate import SimConfig, SimNode
+from core.models import Channel
 from core.pairing import PairView, build_pairs, is_usable
 from sim.model import BUSY_HTLCS, BUSY_PERIOD_SECONDS
 from sim.nodes import node_channels
@@ -59,7 +60,7 @@ def test_the_shuffled_lazy_cross_product_walks_the_shuffled_list() -> None:
         assert [view[i] for i in shuffle.shuffled_range(ours, len(view))] == pairs
 
 
-def fresh_view(node: SimNode, balances: dict[str, int], now: float) -> list[object]:
+def fresh_view(node: SimNode, balances: dict[str, int], now: float) -> list[Channel]:
     """What `Node.snapshot` made before views were kept: a new copy of every channel."""
     return [
         channel.model_copy(
@@ -98,13 +99,15 @@ def test_lndgs_list_follows_syncs_busy_periods_and_live_balances() -> None:
     assert node.listed(0.0) == fresh_view(node, node.synced, 0.0)
 
 
-def plain_requests(channels: list, seed: int, weights: dict[str, float], count: int) -> list:
+def plain_requests(
+    channels: list[Channel], seed: int, weights: dict[str, float], count: int
+) -> list[Request]:
     """Demand.next as first written: the weights accumulated anew on every draw."""
     rng = random.Random(f"routing:{seed}:bench")
     outs = [c for c in channels if is_usable(c)]
     out_weights = [(AR_OUT_WEIGHT if c.auto_rebalance else 1) * weights[c.chan_id] for c in outs]
     in_weights = [1 if c.auto_rebalance else SOURCE_IN_WEIGHT for c in outs]
-    found = []
+    found: list[Request] = []
     for _ in range(count):
         out = rng.choices(outs, out_weights)[0]
         ins = [(c, w) for c, w in zip(outs, in_weights, strict=True)]
