@@ -9,6 +9,7 @@ that every line is there.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -49,17 +50,20 @@ class Verdicts:
 def earnings_plan(quick: bool) -> list[tuple[int, tuple[int, ...], float]]:
     """(channels, seeds, route_channel_share) of each earnings comparison.
 
-    Full: 10 nodes at 40 and 150 channels; at 500 only 3, for compute (2 cores): one 7-day
-    seed of the six sides takes ~40 s of one core at 40 channels, ~140 s at 150 and ~8 min at
-    500; the per-channel route setting at 150 only, 3 nodes.
+    Full: 10 nodes at each of 40, 150 and 500 channels with route success per pair, and 3 at
+    150 and 500 with route success per channel. One 7-day seed of the six sides takes about
+    25 s of one core at 40 channels, 70 s at 150 and 3 min at 500 (36 seeds, ~58 CPU-minutes):
+    about 30 min with `--jobs 2` on 2 cores (estimated from those timings).
     """
     if quick:
         return [(40, (1,), 0.0), (150, (1,), 0.0), (500, (1,), 0.0)]
+    nodes = tuple(range(1, 11))
     return [
-        (40, tuple(range(1, 11)), 0.0),
-        (150, tuple(range(1, 11)), 0.0),
-        (500, (1, 2, 3), 0.0),
+        (40, nodes, 0.0),
+        (150, nodes, 0.0),
+        (500, nodes, 0.0),
         (150, (1, 2, 3), 1.0),
+        (500, (1, 2, 3), 1.0),
     ]
 
 
@@ -80,9 +84,15 @@ def run_earnings(out: Verdicts, quick: bool, jobs: int) -> None:
         f"{base.demand_sigma:g}); route fees per pair; {base.horizon_hours:g} simulated hours; "
         "cold start unless said =="
     )
-    for size, seeds, share in earnings_plan(quick):
-        config = replace(base, channels=size, route_channel_share=share)
-        figures = earnings.measure(config, seeds, jobs=jobs)
+    plan = earnings_plan(quick)
+    configs = [
+        (replace(base, channels=size, route_channel_share=share), seeds)
+        for size, seeds, share in plan
+    ]
+    for (size, seeds, share), figures in zip(
+        plan, earnings.measure_all(configs, jobs), strict=True
+    ):
+        config = figures.config
         plural = "s" if len(seeds) > 1 else ""
         routes = "route success per pair" if share == 0 else "route success per channel"
         head = f"earn {size} channels ({len(seeds)} node{plural}, {routes})"
@@ -286,7 +296,12 @@ SECTIONS = ("earnings", "order", "planning", "fetch", "lndg", "reports", "daemon
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI size: smaller and shorter")
-    parser.add_argument("--jobs", type=int, default=1, help="processes for the simulations")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes for the earnings simulations (default: this machine's cores)",
+    )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),

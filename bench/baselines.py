@@ -26,10 +26,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bench.shuffle import shuffled_range
 from bench.simulate import Meter, SideResult, SimConfig, SimNode, SimRunner, _drive, _result
 from core.models import Channel, Pair
 from core.node_records import ArSettings
-from core.pairing import build_pairs
+from core.pairing import PairView
 from sim.nodes import node_channels
 
 MAX_CYCLE_SECONDS = 300.0  # the original's per-worker cycle cap
@@ -57,12 +58,14 @@ async def run_original(config: SimConfig) -> SideResult:
         rng = random.Random(f"{config.seed}:original:{number}")
         while True:
             began = loop.time()
-            pairs = build_pairs(await node.fetch())
-            rng.shuffle(pairs)
-            for pair in pairs:
+            # The cross product, shuffled: its positions are shuffled as the list would be
+            # (the same draws), and a pair is made only when the walk reaches it.
+            pairs = PairView(await node.fetch())
+            order = shuffled_range(rng, len(pairs))
+            for index in order:
                 if loop.time() - began > MAX_CYCLE_SECONDS:
                     break  # "CYCLE TIMEOUT ... restarting cycle"
-                await runner.run(pair, number)
+                await runner.run(pairs[index], number)
             await asyncio.sleep(ORIGINAL_SLEEP_SECONDS)
 
     async def workers() -> None:
@@ -78,7 +81,7 @@ async def run_early(config: SimConfig) -> SideResult:
 
     async def original() -> None:
         while True:
-            pairs = iter(build_pairs(await node.fetch()))  # the cross product, every cycle
+            pairs = iter(PairView(await node.fetch()))  # the cross product, every cycle
             workers = (_work_through(pairs, runner, n) for n in range(1, config.workers + 1))
             await asyncio.gather(*workers)
             await asyncio.sleep(config.sleep_seconds)  # after the whole cycle
@@ -155,7 +158,7 @@ class LndgRebalancer:
 
     def lndg_view(self) -> list[Channel]:
         """LNDg's database: balances as of its last sync."""
-        return self.node.snapshot(self.node.synced)
+        return self.node.listed()
 
     def may_try(self, peer: str, now: float) -> bool:
         """The AR-WaitPeriod rule on the last attempt into `peer`."""
@@ -229,7 +232,7 @@ class LndgRebalancer:
             self.meter.wasted += 1
             self.meter.futile.append((now, now - started))
         view = self.lndg_view()
-        live = next(c for c in node.snapshot() if c.chan_id == attempt.target)
+        live = node.view(attempt.target)
         if succeeded:
             value = attempt.value * LNDG_GROWTH
             if _needs(live) and _sources(view, peer, value):

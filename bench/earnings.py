@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,12 +77,38 @@ class Figures:
 
 def measure(config: SimConfig, seeds: Sequence[int], jobs: int = 1) -> Figures:
     """Every side on each seed's node; `jobs` > 1 runs seeds in that many processes."""
-    configs = [replace(config, seed=seed) for seed in seeds]
-    if jobs > 1 and len(configs) > 1:
-        with ProcessPoolExecutor(min(jobs, len(configs))) as pool:
-            results = list(pool.map(run_seed, configs))
-    else:
-        results = [run_seed(c) for c in configs]
+    return next(measure_all([(config, seeds)], jobs))
+
+
+def measure_all(
+    plan: Sequence[tuple[SimConfig, Sequence[int]]], jobs: int = 1
+) -> Iterator[Figures]:
+    """`measure` of each (config, seeds) of `plan`, in order, each as soon as it is complete.
+
+    With `jobs` > 1 every seed of the whole plan goes to one pool of that many processes,
+    the biggest nodes first: no process waits for the last seed of a row while seeds of the
+    next row are left, and the longest seeds do not come last.
+    """
+    rows = [[replace(config, seed=seed) for seed in seeds] for config, seeds in plan]
+    if jobs <= 1 or sum(map(len, rows)) <= 1:
+        for (config, seeds), configs in zip(plan, rows, strict=True):
+            yield _figures(config, seeds, [run_seed(c) for c in configs])
+        return
+    pool = ProcessPoolExecutor(min(jobs, sum(map(len, rows))))
+    try:
+        biggest_first = sorted(
+            (c for row in rows for c in row), key=lambda c: (-c.channels, -c.horizon_hours)
+        )
+        futures = {id(c): pool.submit(run_seed, c) for c in biggest_first}
+        for (config, seeds), configs in zip(plan, rows, strict=True):
+            yield _figures(config, seeds, [futures[id(c)].result() for c in configs])
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failed seed or Ctrl-C: start no more
+
+
+def _figures(
+    config: SimConfig, seeds: Sequence[int], results: Sequence[dict[str, SideResult]]
+) -> Figures:
     found: dict[str, list[SideResult]] = {}
     for sides in results:
         for name, side in sides.items():

@@ -58,7 +58,7 @@ from core.settings import load_settings
 from core.spend_guard import SpendGuard
 from core.spending import template_cap_ppm
 from core.state import StateStore
-from sim.model import BUSY_HTLCS, Node, RouteModel
+from sim.model import BUSY_PERIOD_SECONDS, Node, RouteModel
 from sim.nodes import node_channels
 from sim.regolancer import NO_ROUTE, NOT_QUALIFIED, REBALANCE_TIMEOUT, success_line
 from sim.routing import Demand, Request, lost_msat, route
@@ -170,6 +170,7 @@ class SimNode(Node):
         super().__init__(channels, routes, config.seed)
         self.config = config
         self.synced = dict(self.local)
+        self._listed: tuple[dict[str, int], int, list[Channel]] | None = None
         self.targets = [
             c.chan_id for c in channels if c.auto_rebalance and not self.in_band(c.chan_id)
         ]
@@ -180,6 +181,7 @@ class SimNode(Node):
         self.reached: list[float] = []  # when each first target first got within its band
         self.plain = [c.chan_id for c in channels if not c.auto_rebalance]
         self.auto = [c.chan_id for c in channels if c.auto_rebalance]
+        self._alive: dict[str, frozenset[str]] = {}
         self._routing = random.Random(config.seed + 1)
         # What the node earns and pays: each channel's own fee rate (as LNDg lists it), and
         # the demo's routing demand (`sim.routing`), uneven by `demand_sigma`.
@@ -319,9 +321,18 @@ class SimNode(Node):
         for target in self.auto:
             if self.in_band(target):
                 continue
-            if any(self._pairs_alive(s, target) for s in sources):
+            if not self._alive_sources(target).isdisjoint(sources):
                 needy += 1
         return min(needy, len(sources))
+
+    def _alive_sources(self, target: str) -> frozenset[str]:
+        """The sources whose pair with `target` has a route at all (fixed for the node)."""
+        found = self._alive.get(target)
+        if found is None:
+            found = self._alive[target] = frozenset(
+                s for s in self.plain if self._pairs_alive(s, target)
+            )
+        return found
 
     def _pairs_alive(self, source: str, target: str) -> bool:
         return (
@@ -378,26 +389,38 @@ class SimNode(Node):
         return [*from_payments(payments), *from_lndg_failures(attempts, channels)]
 
     def sync(self) -> None:
-        self.synced = dict(self.local)
+        self.synced = dict(self.local)  # a new dict: `listed` knows the list is stale by it
+
+    def listed(self, now: float = 0.0) -> list[Channel]:
+        """LNDg's channel list: balances as of its last sync, HTLC counts as of `now`.
+
+        A fresh list each call, made again only when what it shows changed: after a sync,
+        only the channels whose balance moved (most did not); in a new busy period, all.
+        """
+        period = int(now // BUSY_PERIOD_SECONDS)
+        made = self._listed
+        if made is None or made[1] != period:
+            shown = self.snapshot(self.synced, now)
+        elif made[0] is not self.synced:
+            old, new, shown = made[0], self.synced, list(made[2])
+            for index, chan_id in enumerate(self.channels):
+                if new[chan_id] != old[chan_id]:
+                    shown[index] = self.view(chan_id, new[chan_id], now)
+        else:
+            return list(made[2])
+        self._listed = (self.synced, period, shown)
+        return list(shown)
 
     async def fetch(self) -> list[Channel]:
         """LNDg's channel list: balances as of its last sync, HTLC counts as of now."""
         await asyncio.sleep(0.2)
-        return self.snapshot(self.synced, asyncio.get_running_loop().time())
+        return self.listed(asyncio.get_running_loop().time())
 
     async def fetch_channel(self, chan_id: str) -> Channel:
         """LNDg's channel detail: the channel's row as `fetch` lists it."""
         await asyncio.sleep(0.05)
-        channel = self.channels[chan_id]
-        local = self.synced[chan_id]
         now = asyncio.get_running_loop().time()
-        return channel.model_copy(  # one row of `Node.snapshot`, without building them all
-            update={
-                "local_balance": local,
-                "remote_balance": channel.capacity - local - self._reserve[chan_id],
-                "htlc_count": BUSY_HTLCS if self.busy(chan_id, now) else channel.htlc_count,
-            }
-        )
+        return self.view(chan_id, self.synced[chan_id], now)  # one row, not the whole list
 
 
 class SimReads:

@@ -98,6 +98,7 @@ class Node:
         self._pairs: dict[tuple[str, str], float] = {}
         self._busy: dict[tuple[str, int], bool] = {}
         self._fees: dict[tuple[str, str], int] = {}
+        self._views: dict[str, tuple[int, bool, Channel]] = {}  # the last view of each
 
     # --- balances -----------------------------------------------------------------------
 
@@ -146,16 +147,30 @@ class Node:
     ) -> list[Channel]:
         """The channels as LNDg lists them: `balances` (default: live), HTLCs as of `now`."""
         shown = self.local if balances is None else balances
-        return [
-            channel.model_copy(
-                update={
-                    "local_balance": shown[chan_id],
-                    "remote_balance": channel.capacity - shown[chan_id] - self._reserve[chan_id],
-                    "htlc_count": BUSY_HTLCS if self.busy(chan_id, now) else channel.htlc_count,
-                }
-            )
-            for chan_id, channel in self.channels.items()
-        ]
+        return [self.view(chan_id, shown[chan_id], now) for chan_id in self.channels]
+
+    def view(self, chan_id: str, local: int | None = None, now: float = 0.0) -> Channel:
+        """One channel as LNDg lists it with `local` sats (default: live), HTLCs as of `now`.
+
+        Channels are frozen, so a view is made once per balance and busy state and reused:
+        the benchmark asks for hundreds of thousands of them and most channels do not move
+        between two asks.
+        """
+        balance = self.local[chan_id] if local is None else local
+        busy = self.busy(chan_id, now)
+        made = self._views.get(chan_id)
+        if made is not None and made[0] == balance and made[1] == busy:
+            return made[2]
+        channel = self.channels[chan_id]
+        shown = channel.model_copy(
+            update={
+                "local_balance": balance,
+                "remote_balance": channel.capacity - balance - self._reserve[chan_id],
+                "htlc_count": BUSY_HTLCS if busy else channel.htlc_count,
+            }
+        )
+        self._views[chan_id] = (balance, busy, shown)
+        return shown
 
     # --- routes -------------------------------------------------------------------------
 
@@ -186,10 +201,11 @@ class Node:
             return False
         period = int(now // BUSY_PERIOD_SECONDS)
         key = (chan_id, period)
-        if key not in self._busy:
+        found = self._busy.get(key)
+        if found is None:
             draw = random.Random(f"{self.seed}:htlc:{chan_id}:{period}").random()
-            self._busy[key] = draw < self.routes.busy_share
-        return self._busy[key]
+            found = self._busy[key] = draw < self.routes.busy_share
+        return found
 
     def finds_route(self, source: str, target: str, rng: random.Random, now: float = 0.0) -> bool:
         """One try of the pair's routes: True with the pair's odds."""

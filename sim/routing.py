@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from core.models import Channel
 from core.pairing import is_usable
@@ -76,24 +77,42 @@ class Demand:
     ) -> None:
         usable = [c for c in channels if is_usable(c)]
         self._outs = usable
-        self._out_weights = [
+        out_weights = [
             (AR_OUT_WEIGHT if c.auto_rebalance else 1) * (weights or {}).get(c.chan_id, 1.0)
             for c in usable
         ]
+        # Cumulative weights, as `choices` would accumulate them on every draw (same floats,
+        # same draws): made once, and once per out peer for the channels it may come in by.
+        self._out_cum = list(accumulate(out_weights))
         self._in_weights = [1 if c.auto_rebalance else SOURCE_IN_WEIGHT for c in usable]
+        self._ins: dict[str, tuple[list[Channel], list[int]]] = {}
         self._rng = random.Random(f"routing:{seed}:{stream}")
+
+    def _ins_for(self, out_peer: str) -> tuple[list[Channel], list[int]]:
+        """The channels a payment out to `out_peer` may come in by, with cumulative weights."""
+        found = self._ins.get(out_peer)
+        if found is None:
+            ins = [
+                (c, w)
+                for c, w in zip(self._outs, self._in_weights, strict=True)
+                if c.remote_pubkey != out_peer
+            ]
+            found = self._ins[out_peer] = (
+                [c for c, _w in ins],
+                list(accumulate(w for _c, w in ins)),
+            )
+        return found
 
     def next(self) -> Request | None:
         """The next request; None when the node has no two channels to different peers."""
         if not self._outs:
             return None
         rng = self._rng
-        out = rng.choices(self._outs, self._out_weights)[0]
-        ins = [(c, w) for c, w in zip(self._outs, self._in_weights, strict=True)]
-        ins = [(c, w) for c, w in ins if c.remote_pubkey != out.remote_pubkey]
+        out = rng.choices(self._outs, cum_weights=self._out_cum)[0]
+        ins, cum = self._ins_for(out.remote_pubkey)
         if not ins:
             return None
-        into = rng.choices([c for c, _w in ins], [w for _c, w in ins])[0]
+        into = rng.choices(ins, cum_weights=cum)[0]
         amount = int(out.capacity * rng.uniform(*AMOUNT_PCT) / 100) // 1000 * 1000
         return Request(into.chan_id, out.chan_id, max(amount, MIN_FORWARD_SAT))
 
