@@ -242,7 +242,7 @@ def run_daemon_figures(out: Verdicts, quick: bool) -> None:
             idle = resources.measure_window(daemon, idle_seconds)
             lat = latency.measure_on(daemon, lines)
     out.line(
-        f"idle resident memory ({size} channels, nothing to do): {idle.rss_mb:.0f} MB",
+        f"idle resident memory ({size} channels, nothing to do): {idle.rss_mb:.1f} MB",
         "<= 120 MB",
         idle.rss_mb <= 120,
     )
