@@ -546,7 +546,7 @@ class Engine:
         excluded = self.excluded()
         for pair in self.planner.next_pairs(snapshot, busy, len(free), now, excluded):
             if self.guard is not None:
-                ready = self.guard.for_run(pair)
+                ready = self.guard.for_run(pair, self.planner.costs)
                 if not isinstance(ready, Pair):  # nothing to pay with: a cap or the budget
                     log.info("not started %s: %s", pair.log_line(), ready.describe())
                     continue
@@ -645,6 +645,8 @@ class Engine:
             self.poll_ledger()
         except Exception as exc:  # the lines stay in the CSV; the ledger job reads them
             log.error("ledger not read at the end of run %s: %s", active.pair.log_line(), exc)
+        if result.outcome is Outcome.SUCCESS:  # its price: the planner prefers cheap routes
+            self.planner.paid(r.line for r in self.store.ledger(since=int(active.started_at)))
         try:
             self.store.record_run(result)
         except sqlite3.Error as exc:  # the outcome still reaches the log and the planner
