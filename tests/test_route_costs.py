@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from core.route_costs import RouteCosts
 from core.settings import load_settings
 from core.spend_guard import SpendGuard, SpendingReads
 from core.state import StateStore
+from tests.test_engine import Node, ScriptedRunner, make_engine, star_node
 from tests.test_pairing import channel
 from tests.test_planner import by_id, keys, pair_of, star
 
@@ -155,3 +157,22 @@ def _rapid(guard: SpendGuard, pair: Pair, costs: RouteCosts) -> bool | None:
     ready = guard.for_run(pair, costs)
     assert isinstance(ready, Pair)
     return ready.rapid
+
+
+async def test_the_engine_teaches_the_planner_what_each_successful_run_paid(
+    tmp_path: Path,
+) -> None:
+    runner = ScriptedRunner()
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, max_workers=1)
+    stat = engine.settings.stat_path
+
+    def paid(pair: Pair) -> None:  # regolancer's stat line: 30 sat on 100,000 sat
+        now = int(time.time())
+        with stat.open("a") as f:
+            f.write(f"{now},{pair.source.chan_id},{pair.target.chan_id},100000000,30000\n")
+
+    runner.on_success.append(paid)
+    await engine.cycle()
+    assert runner.started
+    for source, target in runner.started:
+        assert engine.planner.costs.ppm(source, target) == 300
