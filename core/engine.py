@@ -546,7 +546,7 @@ class Engine:
         excluded = self.excluded()
         for pair in self.planner.next_pairs(snapshot, busy, len(free), now, excluded):
             if self.guard is not None:
-                ready = self.guard.for_run(pair, self.planner.costs)
+                ready = self.guard.for_run(pair)
                 if not isinstance(ready, Pair):  # nothing to pay with: a cap or the budget
                     log.info("not started %s: %s", pair.log_line(), ready.describe())
                     continue

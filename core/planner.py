@@ -278,10 +278,13 @@ class Planner:
         found_sources = [s for s in sources(allowed, excluded) if not recent.get(s.chan_id, False)]
         found_targets = [t for t in targets(allowed, excluded) if recent.get(t.chan_id, True)]
         # Both lists are sorted already (surplus, depletion); these sorts are stable.
+        poor = self.config.poor_record
         if self.switches.rank_sources and self._records:
-            found_sources.sort(key=lambda c: -self.record(c.chan_id).score)
+            # Only sources that keep failing go back: the rest go by surplus, the fullest
+            # first, so the channels with the least inbound room get some back, where
+            # forwards come in (ranking by record drained the same few lucky sources).
+            found_sources.sort(key=lambda c: self.record(c.chan_id).score < poor)
         if self.switches.demote_targets and self._records:
-            poor = self.config.poor_record
             found_targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
         return found_sources, found_targets
 

@@ -4,9 +4,8 @@ Learned from the ledger (regolancer's stat lines: fee over amount of each succes
 payment), so only routes that worked are known. A pair's price is its last payment's: fees
 along a route change, and the newest payment is the best guess of the next.
 
-The planner uses it to send a target's run through the cheapest source it knows works; the
-spend guard uses it to let a run double its amount (rapid rebalancing, every step at the
-same route's price) only while the route is cheap against what the target earns.
+The planner uses it to send a target's runs through the cheapest source it knows works, and
+to cap a few runs a day below that price, looking for a cheaper route.
 """
 
 from __future__ import annotations

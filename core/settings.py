@@ -118,9 +118,6 @@ class Settings(BaseSettings):
     daily_fee_budget_sats: int = Field(default=0, ge=0)
     earnings_budget_ratio: float = Field(default=0.0, ge=0, le=100)
     earnings_window_days: int = Field(default=30, ge=1, le=365)
-    # A run may double its amount only while its route's last price is at most this % of the
-    # target's fee rate (core.prefill; 0: off, the template decides).
-    rapid_max_cost_pct: int = Field(default=50, ge=0, le=100)
     exclude_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Files

@@ -25,9 +25,7 @@ from typing import Any, Protocol
 from core.models import Channel, Pair
 from core.node_records import ArSettings, Forward, LndgRebalance, Payment
 from core.pairing import is_target, is_usable
-from core.prefill import rapid_allowed
 from core.report_figures import day_bounds
-from core.route_costs import RouteCosts
 from core.settings import Settings
 from core.spending import (
     BudgetLeftTooSmall,
@@ -191,15 +189,15 @@ class SpendGuard:
             spent[target] = spent.get(target, 0) + row.line.fees_msat
         return self.earnings.plus_spent(spent)
 
-    def for_run(self, pair: Pair, costs: RouteCosts | None = None) -> Pair | Skip:
+    def for_run(self, pair: Pair) -> Pair | Skip:
         """The pair as its run is started, or why it is not started.
 
         Not started: no fee above the peer's (LNDg's cap, the template's own limit), or too
         little left of the target's earnings budget for one run of `min_amount`. Started: with
         its run's own fee limit and amount (FEE_POLICY=lndg), the amount cut so its fees stay
         within that budget (then no rapid rebalancing unless the budget pays for all the
-        target's room), and no rapid rebalancing on a route `costs` knows to be dear against
-        the target's fee rate (RAPID_MAX_COST_PCT, `core.prefill`).
+        target's room). A fee limit the pair carries (the planner looking for a cheaper route
+        than it knows) is kept where it is below LNDg's.
         """
         skip = pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
         if skip is not None:
@@ -220,10 +218,6 @@ class SpendGuard:
                 return BudgetLeftTooSmall(headroom, self._min_amount, limits.fee_limit_ppm)
             limits, allowed = cut
             rapid = None if allowed else False
-        if self.policy is FeePolicy.LNDG and costs is not None:
-            known = costs.ppm(pair.source.chan_id, pair.target.chan_id)
-            if not rapid_allowed(known, pair.target, self.settings.rapid_max_cost_pct):
-                rapid = False
         return Pair(
             pair.source,
             pair.target,

@@ -220,6 +220,7 @@ def test_history_seeds_known_routes_and_records() -> None:
     observations = [
         Observation(1.0, "11", "1", won=True),  # a route that worked: 11 takes 1 first
         Observation(2.0, "12", "3", won=False),
+        Observation(2.5, "14", "3", won=False),
         Observation(3.0, "13", "3", won=False),  # 3 keeps failing: last among sources
         *(Observation(4.0 + i, "14", None, won=False) for i in range(3)),  # 14 hardly fills
     ]
@@ -230,12 +231,12 @@ def test_history_seeds_known_routes_and_records() -> None:
         ("3", "14"),
     ]
     planner = Planner()
-    assert planner.learn(reversed(observations)) == 6  # applied oldest first
+    assert planner.learn(reversed(observations)) == 7  # applied oldest first
     assert keys(planner.plan(channels, 10.0)) == [
         ("1", "11"),
         ("2", "12"),
         ("3", "13"),
-        ("1", "14"),
+        ("2", "14"),  # no source left unused: the fullest of the sources not failing
     ]
     assert planner.record("14").score < PlannerConfig().poor_record
     # a later failure of the known route forgets it
@@ -315,17 +316,21 @@ def test_a_targets_last_successful_source_comes_first() -> None:
     assert ("1", "12") not in keys(planner.plan(channels, 30.0))
 
 
-def test_sources_are_offered_by_their_record_then_by_surplus() -> None:
+def test_sources_go_by_surplus_and_only_those_that_keep_failing_go_back() -> None:
     channels = star()
     planner = Planner(PlannerConfig(backoff_seconds=0))
     failing = pair_of(channels, 3, 11)
-    for now in (0.0, 1.0):  # source 3 fails with two targets in a row
+    for now in (0.0, 1.0):  # two failures: not yet a poor record
         planner.finished(failing, result(failing, Outcome.NO_ROUTE), now)
     winning = pair_of(channels, 1, 13)
     planner.finished(winning, result(winning, Outcome.SUCCESS), 2.0)
     sources, _ = planner.candidates(channels, 3.0)
-    assert [s.chan_id for s in sources] == ["1", "2", "3"]  # 2: no record, middle
+    assert [s.chan_id for s in sources] == ["3", "2", "1"]  # the fullest first, whatever luck
     assert planner.record("3").score < 0.5 < planner.record("1").score
+    planner.finished(failing, result(failing, Outcome.NO_ROUTE), 3.0)  # the third
+    assert planner.record("3").score < PlannerConfig().poor_record
+    sources, _ = planner.candidates(channels, 4.0)
+    assert [s.chan_id for s in sources] == ["2", "1", "3"]
 
 
 def test_a_target_that_keeps_failing_waits_at_the_back() -> None:
