@@ -7,10 +7,13 @@ O(n log n) in the number of channels plus what it has to skip.
 
 Order. Targets go most depleted first, except that a target whose runs keep failing (its
 record says fewer than one in four succeeds) goes to the back of the queue. For a target, the
-source of its last success comes first (a route known to work); then sources by their record
-(the share of their runs that succeeded, from a neutral start), equal records by surplus.
-The records decay, so a channel's bad day is forgotten. Nothing is ever left idle by this: a
-demoted target still gets a worker when nothing better is waiting.
+cheapest route known into it comes first (`core.route_costs`, from the ledger; else the
+source of its last success); a few runs a day instead try a source never paid through, capped
+just below that price (`_explore`). Then sources by surplus, the fullest first, so the
+channels with the least inbound room get some back where forwards come in. The records (the
+share of runs that succeeded, from a neutral start) decay, so a channel's bad day is
+forgotten. Nothing is ever left idle by this: a demoted target still gets a worker when
+nothing better is waiting.
 
 What else it remembers between calls:
 - per pair, an exponential backoff after failed runs (reset by a success). A backoff orders,
@@ -94,7 +97,6 @@ class PolicySwitches:
 
     follow_plan: bool = True  # a target's first run of the round takes the plan's source
     prefer_proven: bool = True  # the source of a target's last success comes first
-    rank_sources: bool = True  # sources by their record, equal records by surplus
     demote_targets: bool = True  # a target with a poor record waits at the back
     cheapest_known: bool = True  # of the sources that paid into a target, the cheapest first
     explore_cheaper: bool = True  # a few runs per day look for a route below the cheapest
@@ -278,13 +280,11 @@ class Planner:
         found_sources = [s for s in sources(allowed, excluded) if not recent.get(s.chan_id, False)]
         found_targets = [t for t in targets(allowed, excluded) if recent.get(t.chan_id, True)]
         # Both lists are sorted already (surplus, depletion); these sorts are stable.
-        poor = self.config.poor_record
-        if self.switches.rank_sources and self._records:
-            # Only sources that keep failing go back: the rest go by surplus, the fullest
-            # first, so the channels with the least inbound room get some back, where
-            # forwards come in (ranking by record drained the same few lucky sources).
-            found_sources.sort(key=lambda c: self.record(c.chan_id).score < poor)
+        # Sources stay by surplus, whatever their record: the fullest have the least inbound
+        # room for the forwards that come in through them (ranking by record drained the
+        # same few lucky sources, and earned less; README "Net earnings").
         if self.switches.demote_targets and self._records:
+            poor = self.config.poor_record
             found_targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
         return found_sources, found_targets
 
