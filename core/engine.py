@@ -646,7 +646,12 @@ class Engine:
         except Exception as exc:  # the lines stay in the CSV; the ledger job reads them
             log.error("ledger not read at the end of run %s: %s", active.pair.log_line(), exc)
         if result.outcome is Outcome.SUCCESS:  # its price: the planner prefers cheap routes
-            self.planner.paid(r.line for r in self.store.ledger(since=int(active.started_at)))
+            try:
+                self.planner.paid(r.line for r in self.store.ledger(since=int(active.started_at)))
+            except sqlite3.Error as exc:  # the route's price stays unknown; the run counts
+                log.error(
+                    "ledger not read for the price of run %s: %s", active.pair.log_line(), exc
+                )
         try:
             self.store.record_run(result)
         except sqlite3.Error as exc:  # the outcome still reaches the log and the planner

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, cast
+
+import pytest
 
 from core.models import Outcome, Pair, RunResult, StatLine
 from core.planner import Planner, PolicySwitches
@@ -108,3 +111,21 @@ async def test_the_engine_teaches_the_planner_what_each_successful_run_paid(
     assert runner.started
     for source, target in runner.started:
         assert engine.planner.costs.ppm(source, target) == 300
+
+
+async def test_an_unreadable_ledger_leaves_the_price_unknown_and_the_run_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = ScriptedRunner()
+    engine, _ = make_engine(tmp_path, Node(star_node()), runner, max_workers=1)
+
+    def locked(*args: object, **kwargs: object) -> list[object]:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(engine.store, "ledger", locked)
+    await engine.cycle()
+    assert runner.started
+    assert [r.outcome for r in engine.store.runs()] == [Outcome.SUCCESS] * len(runner.started)
+    source, target = runner.started[0]
+    assert engine.planner.costs.ppm(source, target) is None
+    assert "ledger not read for the price of run" in caplog.text
