@@ -349,6 +349,11 @@ class Engine:
         load, self._history = self._history, None
         if load is None:
             return
+        try:  # what our own routes cost over the same days: prices survive a restart
+            since = self.clock() - self.settings.history_days * 86_400
+            self.planner.paid(r.line for r in self.store.ledger(since=since))
+        except sqlite3.Error as exc:
+            log.warning("route prices not read from the ledger, starting without them: %s", exc)
         try:
             observations = await load(channels)
         except Exception as exc:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from core.models import Outcome, Pair, RunResult, StatLine
+from core.engine import Engine
+from core.events import EventBus
+from core.history import Observation
+from core.models import Channel, Outcome, Pair, RunResult, StatLine
 from core.planner import Planner, PolicySwitches
 from core.route_costs import RouteCosts
 from core.settings import load_settings
@@ -129,3 +133,29 @@ async def test_an_unreadable_ledger_leaves_the_price_unknown_and_the_run_recorde
     source, target = runner.started[0]
     assert engine.planner.costs.ppm(source, target) is None
     assert "ledger not read for the price of run" in caplog.text
+
+
+async def test_route_prices_survive_a_restart_from_the_ledger_of_the_history_days(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(None, data_dir=tmp_path, max_workers=1, history_days=7)
+    store = StateStore(tmp_path / "state.sqlite3")
+    now = time.time()
+    store.record_stat_lines(
+        [
+            (line("1", "11", 30, at=int(now - 86_400)), "", ""),  # 300 ppm, yesterday
+            (line("2", "11", 5, at=int(now - 8 * 86_400)), "", ""),  # older than 7 days
+        ],
+        (1, 2),
+        read_from=None,
+    )
+
+    async def nothing(channels: Sequence[Channel]) -> list[Observation]:
+        return []
+
+    engine = Engine(
+        settings, store, Node(star_node()).fetch, ScriptedRunner(), EventBus(), history=nothing
+    )
+    await engine.cycle(dry_run=True)
+    assert engine.planner.costs.ppm("1", "11") == 300
+    assert engine.planner.costs.ppm("2", "11") is None
