@@ -159,3 +159,27 @@ async def test_route_prices_survive_a_restart_from_the_ledger_of_the_history_day
     await engine.cycle(dry_run=True)
     assert engine.planner.costs.ppm("1", "11") == 300
     assert engine.planner.costs.ppm("2", "11") is None
+
+
+async def test_an_unreadable_ledger_at_start_begins_without_prices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(None, data_dir=tmp_path, max_workers=1)
+    store = StateStore(tmp_path / "state.sqlite3")
+    learnt: list[int] = []
+
+    async def history(channels: Sequence[Channel]) -> list[Observation]:
+        learnt.append(len(channels))
+        return [Observation(1.0, "11", "1", won=True)]
+
+    def locked(*args: object, **kwargs: object) -> list[object]:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "ledger", locked)
+    engine = Engine(
+        settings, store, Node(star_node()).fetch, ScriptedRunner(), EventBus(), history=history
+    )
+    report = await engine.cycle(dry_run=True)
+    assert learnt == [7]  # LNDg's history is still learnt
+    assert report.planned[0].key == ("1", "11")
+    assert "route prices not read from the ledger, starting without them" in caplog.text
