@@ -448,6 +448,11 @@ class Engine:
         load, self._history = self._history, None
         if load is None:
             return
+        try:  # what our own routes cost over the same days: prices survive a restart
+            since = self.clock() - self.settings.history_days * 86_400
+            self.planner.paid(r.line for r in self.store.ledger(since=since))
+        except sqlite3.Error as exc:
+            log.warning("route prices not read from the ledger, starting without them: %s", exc)
         try:
             observations = await load(channels)
         except Exception as exc:
@@ -863,6 +868,13 @@ class Engine:
             self.poll_ledger()
         except Exception as exc:  # the lines stay in the CSV; the ledger job reads them
             log.error("ledger not read at the end of run %s: %s", active.pair.log_line(), exc)
+        if result.outcome is Outcome.SUCCESS:  # its price: the planner prefers cheap routes
+            try:
+                self.planner.paid(r.line for r in self.store.ledger(since=int(active.started_at)))
+            except sqlite3.Error as exc:  # the route's price stays unknown; the run counts
+                log.error(
+                    "ledger not read for the price of run %s: %s", active.pair.log_line(), exc
+                )
         try:
             self.store.record_run(result)
         except sqlite3.Error as exc:  # the outcome still reaches the log and the planner

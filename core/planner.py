@@ -7,10 +7,13 @@ O(n log n) in the number of channels plus what it has to skip.
 
 Order. Targets go most depleted first, except that a target whose runs keep failing (its
 record says fewer than one in four succeeds) goes to the back of the queue. For a target, the
-source of its last success comes first (a route known to work); then sources by their record
-(the share of their runs that succeeded, from a neutral start), equal records by surplus.
-The records decay, so a channel's bad day is forgotten. Nothing is ever left idle by this: a
-demoted target still gets a worker when nothing better is waiting.
+cheapest route known into it comes first (`core.route_costs`, from the ledger; else the
+source of its last success); a few runs a day instead try a source never paid through, capped
+just below that price (`_explore`). Then sources by surplus, the fullest first, so the
+channels with the least inbound room get some back where forwards come in. The records (the
+share of runs that succeeded, from a neutral start) decay, so a channel's bad day is
+forgotten. Nothing is ever left idle by this: a demoted target still gets a worker when
+nothing better is waiting.
 
 What else it remembers between calls:
 - per pair, an exponential backoff after failed runs (reset by a success). A backoff orders,
@@ -34,11 +37,12 @@ fresh start does not have to find the working routes again by failing on the oth
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.history import Observation
-from core.models import Channel, Outcome, Pair, RunResult
+from core.models import Channel, Outcome, Pair, RunResult, StatLine
 from core.pairing import make_pair, same_peer, sources, targets
+from core.route_costs import RouteCosts
 from core.settings import Settings
 
 
@@ -64,6 +68,10 @@ class PlannerConfig:
     record_decay: float = 0.95
     # A target whose record is below this (e.g. 3 failures, no success) waits at the back.
     poor_record: float = 0.25
+    # Per target and period, at most this many runs try a source never paid through, capped
+    # below the cheapest route known into the target: a cheaper route, or a short failure.
+    explore_runs: int = 3
+    explore_period_seconds: float = 86_400.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerConfig:
@@ -89,8 +97,9 @@ class PolicySwitches:
 
     follow_plan: bool = True  # a target's first run of the round takes the plan's source
     prefer_proven: bool = True  # the source of a target's last success comes first
-    rank_sources: bool = True  # sources by their record, equal records by surplus
     demote_targets: bool = True  # a target with a poor record waits at the back
+    cheapest_known: bool = True  # of the sources that paid into a target, the cheapest first
+    explore_cheaper: bool = True  # a few runs per day look for a route below the cheapest
 
 
 @dataclass(slots=True)
@@ -140,6 +149,8 @@ class Planner:
         self._roles: dict[str, tuple[bool, float]] = {}  # chan_id -> (was a target, when)
         self._round: dict[str, _TargetRound] = {}
         self._planned: dict[str, str] = {}  # target -> the source the round plan gave it
+        self.costs = RouteCosts()  # what each route that worked cost (the ledger's lines)
+        self._explored: dict[str, list[float]] = {}  # target -> when its explorations started
 
     # --- memory -------------------------------------------------------------------------
 
@@ -161,6 +172,8 @@ class Planner:
             state = self._round[target] = _TargetRound(pair.target.effective_local)
         state.tried.add(pair.source.chan_id)
         state.running = True
+        if self._exploring(pair.source.chan_id, target):
+            self._explored.setdefault(target, []).append(now)
         self._planned.pop(target, None)
         self._roles[pair.source.chan_id] = (False, now)
         self._roles[target] = (True, now)
@@ -217,6 +230,10 @@ class Planner:
                 del self._proven[seen.target]
         return count
 
+    def paid(self, lines: Iterable[StatLine]) -> None:
+        """Learn what routes cost from ledger lines (a target then goes by its cheapest)."""
+        self.costs.learn(lines)
+
     def _learn(self, chan_id: str, *, won: bool) -> None:
         record = self._records.setdefault(chan_id, Record())
         record.wins *= self.config.record_decay
@@ -263,8 +280,9 @@ class Planner:
         found_sources = [s for s in sources(allowed, excluded) if not recent.get(s.chan_id, False)]
         found_targets = [t for t in targets(allowed, excluded) if recent.get(t.chan_id, True)]
         # Both lists are sorted already (surplus, depletion); these sorts are stable.
-        if self.switches.rank_sources and self._records:
-            found_sources.sort(key=lambda c: -self.record(c.chan_id).score)
+        # Sources stay by surplus, whatever their record: the fullest have the least inbound
+        # room for the forwards that come in through them (ranking by record drained the
+        # same few lucky sources, and earned less; README "Net earnings").
         if self.switches.demote_targets and self._records:
             poor = self.config.poor_record
             found_targets.sort(key=lambda c: self.record(c.chan_id).score < poor)
@@ -415,15 +433,67 @@ class Planner:
             if source is not None and self._acceptable(source, target, now):
                 return make_pair(source, target) if source.chan_id not in taken else None
         tried = state.tried if state is not None else set()
+        explore = self._explore(target, ordered_sources, taken, tried, now)
+        if explore is not None:
+            return explore
         proven = self._proven_pair(target, by_id, now)
         if proven is not None and not ({proven.source.chan_id} & (set(taken) | tried)):
             return proven
         return self._first_source(target, ordered_sources, 0, now, skip=taken, tried=tried)
 
+    def _exploring(self, source: str, target: str) -> bool:
+        """A run of a source never paid through into a target some route is known into."""
+        return self.costs.ppm(source, target) is None and bool(self.costs.known(target))
+
+    def _explore(
+        self,
+        target: Channel,
+        ordered_sources: Sequence[Channel],
+        taken: Collection[str],
+        tried: Collection[str],
+        now: float,
+    ) -> Pair | None:
+        """A run that pays only below the cheapest route known into `target`, through the
+        best source never paid through; None when not due.
+
+        Due while the target had fewer than `explore_runs` such runs in the last
+        `explore_period_seconds` and the cheapest price leaves room above the peer's own fee
+        into us (the last hop, which every route pays). Its fee cap is that price less one:
+        it pays less or fails, and a failure backs the pair off as any other.
+        """
+        if not self.switches.explore_cheaper:
+            return None
+        chan_id = target.chan_id
+        best = self.costs.lowest(chan_id)
+        if best is None or best - 1 <= target.remote_fee_rate:
+            return None
+        since = now - self.config.explore_period_seconds
+        recent = [at for at in self._explored.get(chan_id, []) if at > since]
+        self._explored[chan_id] = recent
+        if len(recent) >= self.config.explore_runs:
+            return None
+        paid = self.costs.known(chan_id)
+        pair = self._first_source(
+            target, ordered_sources, 0, now, skip={*taken, *paid}, tried=tried
+        )
+        return None if pair is None else replace(pair, fee_limit_ppm=best - 1)
+
     def _proven_pair(self, target: Channel, by_id: dict[str, Channel], now: float) -> Pair | None:
-        """The target's last successful pair, if its source is still an acceptable source."""
+        """The target's cheapest known route (else its last successful pair), if its source
+        is still an acceptable source.
+
+        Cheapest: of the sources whose runs paid into the target, the one whose last payment
+        cost the fewest ppm; sources backed off after a failure are passed over meanwhile.
+        """
         if not self.switches.prefer_proven:
             return None
+        if self.switches.cheapest_known:
+            cheap = self.costs.cheapest(
+                target.chan_id,
+                lambda s: s in by_id and self._acceptable(by_id[s], target, now),
+            )
+            if cheap is not None:
+                return make_pair(by_id[cheap], target)
         source = by_id.get(self._proven.get(target.chan_id, ""))
         if source is None or not self._acceptable(source, target, now):
             return None

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from core.models import Channel, Pair
@@ -195,12 +196,19 @@ class SpendGuard:
         little left of the target's earnings budget for one run of `min_amount`. Started: with
         its run's own fee limit and amount (FEE_POLICY=lndg), the amount cut so its fees stay
         within that budget (then no rapid rebalancing unless the budget pays for all the
-        target's room).
+        target's room). A fee limit the pair carries (the planner looking for a cheaper route
+        than it knows) is kept where it is below LNDg's.
         """
         skip = pair_skip(self.template, pair.source, pair.target, self.ar, self.policy)
         if skip is not None:
             return skip
         limits = run_limits(self.template, pair.source, pair.target, self.ar, self.policy)
+        if (
+            pair.fee_limit_ppm is not None  # the planner looks for a cheaper route: its cap
+            and limits.fee_limit_ppm is not None
+            and pair.fee_limit_ppm < limits.fee_limit_ppm
+        ):
+            limits = replace(limits, fee_limit_ppm=pair.fee_limit_ppm)
         rapid: bool | None = None
         headroom = self._headroom(pair)
         if headroom is not None:

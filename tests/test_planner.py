@@ -79,7 +79,7 @@ def test_a_failing_pair_backs_off_exponentially_and_a_success_resets_it() -> Non
     channels = star()
     pair = pair_of(channels, 3, 11)
     config = PlannerConfig(backoff_seconds=100, backoff_max_seconds=350)
-    planner = Planner(config, PolicySwitches(demote_targets=False, rank_sources=False))
+    planner = Planner(config, PolicySwitches(demote_targets=False))
     waits = []
     for now in (0.0, 1000.0, 2000.0, 3000.0):
         planner.finished(pair, result(pair, Outcome.NO_ROUTE), now)
@@ -162,7 +162,7 @@ def test_a_served_target_waits_until_the_snapshot_shows_its_balance_moved() -> N
 def test_a_failing_target_tries_each_source_once_per_round_yielding_after_failures() -> None:
     channels = star()[:5]  # sources 1-3, targets 11 and 12
     config = PlannerConfig(failures_per_round=2, retry_when_idle=False)
-    switches = PolicySwitches(follow_plan=False, rank_sources=False, demote_targets=False)
+    switches = PolicySwitches(follow_plan=False, demote_targets=False)
     planner = Planner(config, switches)
     planner.begin_round()
 
@@ -190,7 +190,7 @@ def test_an_idle_worker_retries_the_waiting_pair_whose_backoff_ends_first() -> N
     channels = [channel(1, local_balance=900_001), channel(2, local_balance=900_002)]
     channels.append(channel(11, local_balance=10_000, auto_rebalance=True))
     config = PlannerConfig(backoff_seconds=100, retry_after_seconds=5)
-    switches = PolicySwitches(follow_plan=False, rank_sources=False)
+    switches = PolicySwitches(follow_plan=False)
     strict = Planner(replace(config, retry_when_idle=False), switches)
     planner = Planner(config, switches)
     for each in (strict, planner):
@@ -220,7 +220,7 @@ def test_history_seeds_known_routes_and_records() -> None:
     observations = [
         Observation(1.0, "11", "1", won=True),  # a route that worked: 11 takes 1 first
         Observation(2.0, "12", "3", won=False),
-        Observation(3.0, "13", "3", won=False),  # 3 keeps failing: last among sources
+        Observation(3.0, "13", "3", won=False),  # 3 fails: sources still go by surplus
         *(Observation(4.0 + i, "14", None, won=False) for i in range(3)),  # 14 hardly fills
     ]
     assert keys(Planner().plan(channels, 10.0)) == [
@@ -233,14 +233,16 @@ def test_history_seeds_known_routes_and_records() -> None:
     assert planner.learn(reversed(observations)) == 6  # applied oldest first
     assert keys(planner.plan(channels, 10.0)) == [
         ("1", "11"),
-        ("2", "12"),
-        ("3", "13"),
-        ("1", "14"),
+        ("3", "12"),
+        ("2", "13"),
+        ("3", "14"),  # no source left unused: the fullest
     ]
-    assert planner.record("14").score < PlannerConfig().poor_record
+    assert planner.record("14").score < PlannerConfig().poor_record  # 14 waits at the back
+    _, targets = planner.candidates(channels, 10.0)
+    assert [t.chan_id for t in targets][-1] == "14"
     # a later failure of the known route forgets it
     planner.learn([Observation(20.0, "11", "1", won=False)])
-    assert planner.plan(channels, 30.0)[0].key == ("2", "11")
+    assert planner.plan(channels, 30.0)[0].key == ("3", "11")
 
 
 def test_a_first_run_waits_for_its_planned_source() -> None:
@@ -315,17 +317,17 @@ def test_a_targets_last_successful_source_comes_first() -> None:
     assert ("1", "12") not in keys(planner.plan(channels, 30.0))
 
 
-def test_sources_are_offered_by_their_record_then_by_surplus() -> None:
+def test_sources_go_by_surplus_whatever_their_record() -> None:
     channels = star()
     planner = Planner(PlannerConfig(backoff_seconds=0))
     failing = pair_of(channels, 3, 11)
-    for now in (0.0, 1.0):  # source 3 fails with two targets in a row
+    for now in (0.0, 1.0, 2.0):  # source 3 keeps failing, source 1 succeeds
         planner.finished(failing, result(failing, Outcome.NO_ROUTE), now)
     winning = pair_of(channels, 1, 13)
-    planner.finished(winning, result(winning, Outcome.SUCCESS), 2.0)
-    sources, _ = planner.candidates(channels, 3.0)
-    assert [s.chan_id for s in sources] == ["1", "2", "3"]  # 2: no record, middle
-    assert planner.record("3").score < 0.5 < planner.record("1").score
+    planner.finished(winning, result(winning, Outcome.SUCCESS), 3.0)
+    assert planner.record("3").score < PlannerConfig().poor_record < planner.record("1").score
+    sources, _ = planner.candidates(channels, 4.0)
+    assert [s.chan_id for s in sources] == ["3", "2", "1"]  # the fullest first
 
 
 def test_a_target_that_keeps_failing_waits_at_the_back() -> None:
