@@ -51,6 +51,7 @@ from core.events import (
 from core.fresh_pair import requalify, unfit
 from core.history import Observation
 from core.lndg import LndgNotFound
+from core.logs import Episode
 from core.models import Channel, Outcome, Pair, Rebalance, RunResult
 from core.node_records import Forward
 from core.pairing import PairView, count_pairs
@@ -217,10 +218,10 @@ class Engine:
             give_up=self.planner.config.confirm_seconds,
         )
         # The last detail or forwards read failed (its line was logged): one per episode.
-        self._detail_failing = False
+        self._detail_failing = Episode(log)
         self._unread: set[str] = set()  # targets whose channels could not be read this cycle
-        self._forwards_failing = False  # the last forwards read failed (its line was logged)
-        self._list_failing = False  # the last list read between cycles failed (logged once)
+        self._forwards_failing = Episode(log)
+        self._list_failing = Episode(log)  # the list read between cycles, while LNDg is down
         # Channels a detail read called gone (404): one the list then still shows means the
         # detail endpoint does not answer (a proxy blocking the path?): said, not left silent.
         self._vanished: set[str] = set()
@@ -430,15 +431,13 @@ class Engine:
         try:
             forwards = await self._fetch_forwards(dt.datetime.fromtimestamp(since, dt.UTC))
         except Exception as exc:
-            quiet = self._stopping or self._forwards_failing
-            self._forwards_failing = True
-            log.log(
-                logging.DEBUG if quiet else logging.WARNING,
+            self._forwards_failing.failed(
                 "forwards since the last channel list not read (%s); reading the whole list",
                 exc,
+                quiet=self._stopping,
             )
             return False
-        self._forwards_failing = False
+        self._forwards_failing.ok()
         moved = self.book.apply_forwards(forwards)
         log.debug("%d new forwards moved the channels since the last list", moved)
         return True
@@ -612,15 +611,10 @@ class Engine:
             before = [row for c in waiting if (row := self.book.row(c)) is not None]
             try:
                 await self.channels()
-                self._list_failing = False
-            except Exception as exc:
-                # Re-planned every few seconds while LNDg is down: one line per episode.
-                quiet = self._list_failing or self._stopping
-                self._list_failing = True
-                log.log(
-                    logging.DEBUG if quiet else logging.WARNING,
-                    "channel list not read, planning on the last one: %s",
-                    exc,
+                self._list_failing.ok()
+            except Exception as exc:  # re-planned every few seconds while LNDg is down
+                self._list_failing.failed(
+                    "channel list not read, planning on the last one: %s", exc, quiet=self._stopping
                 )
             after = [row for c in waiting if (row := self.book.row(c)) is not None]
             self._confirms.settle(before, after)
@@ -662,17 +656,12 @@ class Engine:
         return fresh
 
     def _read_ok(self) -> None:
-        self._detail_failing = False
+        self._detail_failing.ok()
 
     def _read_failed(self, what: str, exc: Exception) -> None:
         # One line per episode: an LNDg that stopped answering is not news at each run.
-        quiet = self._stopping or self._detail_failing
-        self._detail_failing = True
-        log.log(
-            logging.DEBUG if quiet else logging.WARNING,
-            "%s (%s); no run starts on channels not read fresh",
-            what,
-            exc,
+        self._detail_failing.failed(
+            "%s (%s); no run starts on channels not read fresh", what, exc, quiet=self._stopping
         )
 
     async def _start_fresh(self, free: list[int]) -> None:

@@ -90,3 +90,24 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token.
     for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+class Episode:
+    """A failure said once: WARNING at its first occurrence, DEBUG while it lasts.
+
+    A source polled every few seconds (LNDg down between two cycles) is not news at each
+    poll; `ok()` ends the episode so the next failure is said again.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.failing = False
+
+    def failed(self, message: str, *args: object, quiet: bool = False) -> None:
+        """Log one failure; `quiet` (e.g. while stopping) keeps even the first at DEBUG."""
+        level = logging.DEBUG if quiet or self.failing else logging.WARNING
+        self.failing = True
+        self.logger.log(level, message, *args)
+
+    def ok(self) -> None:
+        self.failing = False

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from core.logs import OneLineLibraryErrors, RedactSecrets
+from core.logs import Episode, OneLineLibraryErrors, RedactSecrets
 
 
 def _record(
@@ -41,3 +41,23 @@ def test_library_tracebacks_become_one_line(name: str, folded: bool) -> None:
     assert (len(text.splitlines()) == 1) is folded
     if folded:
         assert text == "Error while getting Updates: ConnectionError: network flapped"
+
+
+def test_an_episode_warns_at_its_first_failure_and_again_after_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.episode")
+    caplog.set_level(logging.DEBUG, logger="test.episode")
+    episode = Episode(logger)
+    episode.failed("down: %s", "a")
+    episode.failed("down: %s", "b")
+    episode.ok()
+    episode.failed("down: %s", "c", quiet=True)
+    episode.ok()
+    episode.failed("down: %s", "d")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "down: a"),
+        (logging.DEBUG, "down: b"),
+        (logging.DEBUG, "down: c"),
+        (logging.WARNING, "down: d"),
+    ]
