@@ -562,7 +562,8 @@ class Engine:
                         age >= self.pacing.max_snapshot_age
                     ):
                         snapshot, fetched_at = await self._refresh(snapshot), self.clock()
-                    self._start(snapshot, free, now)
+                    if self._may_start(self.clock()):  # a /pause during the read holds
+                        self._start(snapshot, free, now)
                 if not self._pool:
                     break
                 if now >= deadline:
@@ -691,6 +692,9 @@ class Engine:
                     rejected.add(ready if isinstance(ready, str) else pair.target.chan_id)
                     again = True
                     continue
+                # The reads took a while: a /pause, dry run or stop meanwhile holds.
+                if not self._may_start(self.clock()):
+                    return
                 self._launch(ready, free.pop(0), self.clock())
             if not again or not free:
                 return

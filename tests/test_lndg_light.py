@@ -232,6 +232,24 @@ async def test_a_detail_404_for_a_channel_the_list_shows_is_an_alert_not_silence
     assert not setup.engine.alert_standing("lndg-detail")  # a detail read answered
 
 
+@pytest.mark.parametrize("switch", ["pause", "dry run"])
+async def test_a_pause_or_dry_run_while_the_fresh_rows_are_read_starts_nothing(
+    fake: SlowDetailLndg, setup: Setup, switch: str
+) -> None:
+    await planned_once(setup)
+    fake.slow_details = 0.1  # each detail read takes a while (the client waits 0.3 s)
+    engine = setup.engine
+    cycle = asyncio.create_task(engine.cycle())
+    while not any(is_detail(r.path) for r in fake.requests):
+        await asyncio.sleep(0.005)
+    if switch == "pause":  # the operator's /pause arrives while LNDg answers
+        engine.pause()
+    else:
+        engine.store.dry_run = True
+    await asyncio.wait_for(cycle, 10)
+    assert setup.runner.started == []
+
+
 async def test_a_detail_timeout_skips_the_pair_and_warns_once(
     fake: SlowDetailLndg, setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
