@@ -692,9 +692,12 @@ class Engine:
                     rejected.add(ready if isinstance(ready, str) else pair.target.chan_id)
                     again = True
                     continue
-                # The reads took a while: a /pause, dry run or stop meanwhile holds.
+                # The reads took a while: a /pause, dry run, stop or /exclude meanwhile holds.
                 if not self._may_start(self.clock()):
                     return
+                if ready.channels & self.store.excluded_ids():
+                    again = True  # the next round plans without the excluded channel
+                    continue
                 self._launch(ready, free.pop(0), self.clock())
             if not again or not free:
                 return

@@ -232,10 +232,11 @@ async def test_a_detail_404_for_a_channel_the_list_shows_is_an_alert_not_silence
     assert not setup.engine.alert_standing("lndg-detail")  # a detail read answered
 
 
-@pytest.mark.parametrize("switch", ["pause", "dry run"])
-async def test_a_pause_or_dry_run_while_the_fresh_rows_are_read_starts_nothing(
+@pytest.mark.parametrize("switch", ["pause", "dry run", "exclude source", "exclude target"])
+async def test_a_pause_or_exclusion_while_the_fresh_rows_are_read_starts_nothing(
     fake: SlowDetailLndg, setup: Setup, switch: str
 ) -> None:
+    source, target, _ = ids(fake)
     await planned_once(setup)
     fake.slow_details = 0.1  # each detail read takes a while (the client waits 0.3 s)
     engine = setup.engine
@@ -244,8 +245,10 @@ async def test_a_pause_or_dry_run_while_the_fresh_rows_are_read_starts_nothing(
         await asyncio.sleep(0.005)
     if switch == "pause":  # the operator's /pause arrives while LNDg answers
         engine.pause()
-    else:
+    elif switch == "dry run":
         engine.store.dry_run = True
+    else:
+        engine.store.exclude(source if switch == "exclude source" else target)
     await asyncio.wait_for(cycle, 10)
     assert setup.runner.started == []
 
