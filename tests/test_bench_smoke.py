@@ -49,7 +49,7 @@ FIGURES = [
     r"[\d.]+ s .*nothing stored yet .*: [\d.]+ s.*\[target < 1 s: (PASS|FAIL)\]",
     r"^report 30d at [\d,]+ ledger rows: longest event-loop stall while it ran \d+ ms",
     r"^stat line -> chat message \(6 lines\): p50 [\d.]+ s, p95 [\d.]+ s",
-    r"^idle resident memory .*: \d+ MB",
+    r"^idle resident memory .*: [\d.]+ MB",
     r"^idle CPU: [\d.]+ % of one core",
     r"^resident memory under load .*: \d+ MB .*CPU [\d.]+ % of one core",
     r"^summary: \d+ PASS, \d+ FAIL",
