@@ -674,7 +674,7 @@ class Engine:
         """
         rejected: set[str] = set()
         for _ in range(FRESH_ROUNDS):
-            busy: set[str] = set()
+            busy: set[str] = set(self._held_by_earlier())
             for active in self._pool.values():
                 busy |= active.pair.channels
             excluded = self.excluded() | rejected | self._unread
@@ -755,8 +755,13 @@ class Engine:
         used = {active.worker for active in self._pool.values()}
         return [w for w in range(1, self.settings.max_workers + 1) if w not in used]
 
+    def _held_by_earlier(self) -> frozenset[str]:
+        """Channels a regolancer left running by a killed daemon still uses (+1 s)."""
+        held = getattr(self.runner, "earlier_busy", None)
+        return frozenset() if held is None else frozenset(held())
+
     def _start(self, snapshot: Sequence[Channel], free: list[int], now: float) -> None:
-        busy: set[str] = set()
+        busy: set[str] = set(self._held_by_earlier())
         for active in self._pool.values():
             busy |= active.pair.channels
         excluded = self.excluded()

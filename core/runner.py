@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from core import earlier_runs
+from core.earlier_runs import EarlierRuns
 from core.models import Outcome, Pair, RunResult
 from core.regolancer_config import build_config, write_config
 from core.statfile import seal_partial_line
@@ -298,6 +300,7 @@ class RegolancerRunner:
         self._closed = False
         self._created = time.time()
         self._stale_removed = False
+        self._earlier: EarlierRuns | None = None
 
     @property
     def running(self) -> int:
@@ -359,8 +362,17 @@ class RegolancerRunner:
         finally:
             worker_log.close()
 
+    def earlier_busy(self) -> frozenset[str]:
+        """Channels a regolancer of a killed daemon still holds (`core.earlier_runs`); the
+        first call looks for them, before any leftover config is removed."""
+        now = time.time()
+        if self._earlier is None:
+            self._earlier = EarlierRuns(earlier_runs.find(self.work_dir, self._created), now)
+        return self._earlier.busy(now)
+
     def _remove_stale_configs(self) -> None:
         """Delete configs a killed daemon left behind (they name the macaroon and TLS files)."""
+        self.earlier_busy()  # what they name is read first
         stale = [
             path
             for path in self.work_dir.glob("regolancer-*.json")

@@ -175,7 +175,7 @@ def telegram() -> Iterator[FakeTelegram]:
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_only_the_message_in_flight(
     tmp_path: Path, telegram: FakeTelegram
 ) -> None:
-    seed = int(os.environ.get("CRASH_SEED", time.time_ns() % 1_000_000))
+    seed = int(os.environ.get("CRASH_SEED", "567295"))  # fixed; CRASH_SEED= tries another
     rng = random.Random(seed)
     with FakeLndg(channels=channels()) as lndg:
         node = Node(
