@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from core import earlier_runs
-from core.earlier_runs import EarlierRuns
 from core.models import Outcome, Pair, RunResult
 from core.regolancer_config import build_config, write_config
 from core.statfile import seal_partial_line
@@ -300,7 +299,7 @@ class RegolancerRunner:
         self._closed = False
         self._created = time.time()
         self._stale_removed = False
-        self._earlier: EarlierRuns | None = None
+        self._earlier: earlier_runs.EarlierRuns | None = None
 
     @property
     def running(self) -> int:
@@ -367,7 +366,8 @@ class RegolancerRunner:
         first call looks for them, before any leftover config is removed."""
         now = time.time()
         if self._earlier is None:
-            self._earlier = EarlierRuns(earlier_runs.find(self.work_dir, self._created), now)
+            left = earlier_runs.find(self.work_dir, self._created)
+            self._earlier = earlier_runs.EarlierRuns(left, now)
         return self._earlier.busy(now)
 
     def _remove_stale_configs(self) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from core.fresh_pair import requalify
 from core.lndg import LndgClient
 from core.models import Channel
 from core.node_records import Forward
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.state import StateStore
 from sim.lndg import FakeLndg, _Reply, channel_row, forward_row
 from sim.nodes import node_channels
@@ -117,6 +117,31 @@ class Setup:
         self.offset[0] += seconds
 
 
+def light_engine(
+    settings: Settings,
+    store: StateStore,
+    client: LndgClient,
+    runner: ScriptedRunner,
+    pacing: Pacing,
+    clock: Callable[[], float] = time.time,
+) -> Engine:
+    """The engine as the daemon wires it: the list, channel details and forwards from LNDg."""
+
+    async def fetch() -> list[Channel]:
+        return (await client.fetch_channels()).channels
+
+    return Engine(
+        settings,
+        store,
+        fetch,
+        runner,
+        pacing=pacing,
+        clock=clock,
+        fetch_channel=client.fetch_channel,
+        fetch_forwards=client.fetch_forwards,
+    )
+
+
 @pytest.fixture
 async def setup(tmp_path: Path, fake: FakeLndg) -> AsyncIterator[Setup]:
     offset = [0.0]
@@ -126,20 +151,8 @@ async def setup(tmp_path: Path, fake: FakeLndg) -> AsyncIterator[Setup]:
     )
     store = StateStore(tmp_path / "state.sqlite3")
     async with client_for(fake, timeout=0.3, attempts=1) as client:
-
-        async def fetch() -> list[Channel]:
-            return (await client.fetch_channels()).channels
-
-        engine = Engine(
-            settings,
-            store,
-            fetch,
-            runner,
-            pacing=PACING,
-            clock=lambda: time.time() + offset[0],
-            fetch_channel=client.fetch_channel,
-            fetch_forwards=client.fetch_forwards,
-        )
+        clock = lambda: time.time() + offset[0]  # noqa: E731 - the test moves it on
+        engine = light_engine(settings, store, client, runner, PACING, clock)
         yield Setup(engine, runner, client, offset)
     store.close()
 
@@ -303,19 +316,8 @@ async def test_a_failing_list_read_mid_cycle_warns_once(
     runner = ScriptedRunner(delay=2.0)  # one run holds the cycle open; the other worker re-plans
     with StateStore(tmp_path / "state.sqlite3") as store:
         async with client_for(fake, timeout=0.3, attempts=1) as client:
-
-            async def fetch() -> list[Channel]:
-                return (await client.fetch_channels()).channels
-
-            engine = Engine(
-                settings,
-                store,
-                fetch,
-                runner,
-                pacing=replace(PACING, replan_seconds=0.2),
-                fetch_channel=client.fetch_channel,
-                fetch_forwards=client.fetch_forwards,
-            )
+            pacing = replace(PACING, replan_seconds=0.2)
+            engine = light_engine(settings, store, client, runner, pacing)
             caplog.set_level(logging.DEBUG, logger="core.engine")
             cycle = asyncio.create_task(engine.cycle())
             while not runner.started:
